@@ -1,0 +1,23 @@
+//!
+//! Modules:
+//! - [`nats`]: [`NatsServer`], a `nats-server -js` child process, restartable on the same port.
+//! - [`relay`]: [`TestRelay`], an in-process nostr-relay-builder relay that really goes down and up.
+//! - [`eventually`]: [`eventually`](eventually()) and [`eventually_some`], polling instead of sleeps.
+//! - [`net`]: [`free_port`], [`http_get`] and [`port_is_open`] on 127.0.0.1.
+//! - [`test_log`]: [`init_tracing`], logging only when `TEST_LOG` is set.
+//!
+//! Everything binds 127.0.0.1 only and is torn down on drop.
+
+pub mod eventually;
+mod handshake;
+pub mod nats;
+pub mod net;
+pub mod relay;
+mod server_thread;
+pub mod test_log;
+
+pub use eventually::{eventually, eventually_some};
+pub use nats::NatsServer;
+pub use net::{free_port, http_get, port_is_open};
+pub use relay::{RateLimit, TestRelay, TestRelayOptions};
+pub use test_log::init_tracing;
