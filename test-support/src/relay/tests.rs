@@ -78,7 +78,7 @@ async fn stop_cuts_open_connections() {
     let next = tokio::time::timeout(WAIT, ws.next())
         .await
         .expect("socket still open");
-    assert!(!matches!(next, Some(Ok(m)) if m.is_text()), "got {next:?}");
+    assert!(!matches!(&next, Some(Ok(m)) if m.is_text()), "got {next:?}");
 }
 
 #[tokio::test]
