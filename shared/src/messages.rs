@@ -74,6 +74,9 @@ pub enum RelayBody {
         last_seq: u64,
         reason: String,
     },
+    /// connector: events from this relay that were dropped since the last report, by reason
+    /// (sent with batch pages and confirmations, and periodically while any are dropped).
+    Dropped(DroppedEvents),
     /// connector: health changed or was re-stated.
     Health(HealthReport),
     /// batch-tracker: the relay's ConnectionStatus changed.
@@ -95,6 +98,7 @@ impl RelayBody {
             Self::BatchPage { .. } => "batch.page",
             Self::BatchConfirmed { .. } => "batch.confirmed",
             Self::BatchFailed { .. } => "batch.failed",
+            Self::Dropped(_) => "dropped",
             Self::Health(_) => "health",
             Self::Status(_) => "status",
         }
@@ -122,6 +126,35 @@ pub struct BatchOpened {
     pub filters: u32,
     /// Coordinates or ids the batch covers (0 for L1).
     pub items: u32,
+}
+
+/// Counts of events a connector refused from one relay (DESIGN.md section 9); each a delta.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DroppedEvents {
+    pub bad_id: u64,
+    pub bad_signature: u64,
+    /// Valid events matching no filter we sent on that subscription.
+    pub unrequested: u64,
+    pub oversized: u64,
+    /// Frames that are not nostr relay messages, or events that do not parse.
+    pub malformed: u64,
+}
+
+impl DroppedEvents {
+    pub fn total(&self) -> u64 {
+        self.bad_id + self.bad_signature + self.unrequested + self.oversized + self.malformed
+    }
+
+    /// `(reason label, count)` pairs, for metrics.
+    pub fn by_reason(&self) -> [(&'static str, u64); 5] {
+        [
+            ("bad_id", self.bad_id),
+            ("bad_signature", self.bad_signature),
+            ("unrequested", self.unrequested),
+            ("oversized", self.oversized),
+            ("malformed", self.malformed),
+        ]
+    }
 }
 
 /// Health of one relay as its owning connector sees it.
