@@ -24,6 +24,7 @@ pub(super) struct Anchor {
     pub id: EventId,
     pub kind: Kind,
     pub author: PublicKey,
+    pub created_at: Timestamp,
 }
 
 impl Anchor {
@@ -32,6 +33,7 @@ impl Anchor {
             id: event.id,
             kind: event.kind,
             author: event.pubkey,
+            created_at: event.created_at,
         }
     }
 }
