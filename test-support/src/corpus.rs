@@ -1,20 +1,23 @@
 //! `Corpus`: a seeded generator of realistic, signed NIP-34 events.
 
 use nostr::nips::nip01::Coordinate;
-use nostr::{Event, Keys, Kind, RelayUrl, Timestamp};
+use nostr::{Event, RelayUrl, Timestamp};
 use rand::rngs::StdRng;
-use rand::seq::{IndexedRandom, SliceRandom};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
-use self::build::{Anchor, RepoInfo};
+use self::clock::Clock;
+use self::repo::RepoGenerator;
 
 mod build;
+mod clock;
 mod noise;
+mod repo;
 mod spread;
 mod text;
 
 pub use self::build::{KIND_PULL_REQUEST, KIND_REPO_STATE};
 pub use self::noise::BadEvents;
+pub use self::repo::Repo;
 pub use self::spread::spread_events;
 
 /// Default end of the corpus' time span (2025-10-09): fixed, so ids never depend on the clock.
@@ -22,9 +25,6 @@ pub const DEFAULT_END: u64 = 1_760_000_000;
 
 /// Size of the pool of non-owner authors (maintainers, contributors).
 const CONTRIBUTORS: usize = 8;
-
-/// Seconds that many events share, to exercise `until` pagination on timestamp ties.
-const CROWDED_SECONDS: usize = 3;
 
 /// What to generate. Same spec, same events, byte for byte.
 #[derive(Debug, Clone)]
@@ -75,7 +75,10 @@ impl Default for CorpusSpec {
 impl CorpusSpec {
     /// Defaults with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { seed, ..Self::default() }
+        Self {
+            seed,
+            ..Self::default()
+        }
     }
 
     /// Number of repositories.
@@ -128,84 +131,11 @@ impl CorpusSpec {
             Some(total) => {
                 let body = total.saturating_sub(2 * self.repos);
                 let (each, rest) = (body / self.repos, body % self.repos);
-                (0..self.repos).map(|i| each + usize::from(i < rest)).collect()
+                (0..self.repos)
+                    .map(|i| each + usize::from(i < rest))
+                    .collect()
             }
         }
-    }
-}
-
-/// Picks `created_at` values inside the span, with deliberate collisions.
-#[derive(Debug, Clone)]
-struct Clock {
-    start: u64,
-    end: u64,
-    crowded: Vec<u64>,
-    collision_percent: u8,
-}
-
-impl Clock {
-    fn new(rng: &mut StdRng, spec: &CorpusSpec) -> Self {
-        let end = spec.end.as_secs();
-        let start = end.saturating_sub(spec.span_days * 86_400);
-        let crowded = (0..CROWDED_SECONDS)
-            .map(|_| rng.random_range(start + (end - start) / 2..=end))
-            .collect();
-        Self { start, end, crowded, collision_percent: spec.collision_percent }
-    }
-
-    /// Early in the span: when repos get announced.
-    fn early(&self, rng: &mut StdRng) -> Timestamp {
-        Timestamp::from(rng.random_range(self.start..=self.end.min(self.start + 7 * 86_400)))
-    }
-
-    /// At or after `t`, or on a crowded second (which may predate `t`, like a skewed clock).
-    fn after(&self, rng: &mut StdRng, t: Timestamp) -> Timestamp {
-        if rng.random_range(0..100) < self.collision_percent {
-            return Timestamp::from(*self.crowded.choose(rng).expect("non-empty"));
-        }
-        Timestamp::from(rng.random_range(t.as_secs().min(self.end)..=self.end))
-    }
-}
-
-/// One announced repository and everything tied to it.
-#[derive(Debug, Clone)]
-pub struct Repo {
-    /// `30617:<owner hex>:<d>`.
-    pub coordinate: Coordinate,
-    /// The announcing (owner) keys.
-    pub owner: Keys,
-    /// Kind 30617.
-    pub announcement: Event,
-    /// Kind 30618.
-    pub state: Event,
-    /// Patches, PRs, issues, statuses, comments and patch revisions, in generation order.
-    pub events: Vec<Event>,
-}
-
-impl Repo {
-    /// The `d` tag.
-    pub fn identifier(&self) -> &str {
-        &self.coordinate.identifier
-    }
-
-    /// Announcement, state and events.
-    pub fn all_events(&self) -> Vec<Event> {
-        let mut all = vec![self.announcement.clone(), self.state.clone()];
-        all.extend(self.events.iter().cloned());
-        all
-    }
-
-    /// Root events: issues, PRs and root patches (`["t","root"]`); they carry the repo's `a` tag.
-    pub fn roots(&self) -> Vec<Event> {
-        self.events.iter().filter(|e| is_root(e)).cloned().collect()
-    }
-}
-
-fn is_root(event: &Event) -> bool {
-    match event.kind {
-        Kind::GitIssue => true,
-        Kind::GitPatch => event.tags.hashtags().any(|t| t == "root"),
-        kind => kind.as_u16() == KIND_PULL_REQUEST,
     }
 }
 
@@ -221,7 +151,9 @@ impl Corpus {
     /// Generates the corpus. Panics on a relay URL that does not parse.
     pub fn generate(spec: CorpusSpec) -> Self {
         let mut rng = StdRng::seed_from_u64(spec.seed);
-        let contributors: Vec<Keys> = (0..CONTRIBUTORS).map(|_| build::keys(&mut rng)).collect();
+        let contributors: Vec<build::Author> = (0..CONTRIBUTORS)
+            .map(|_| build::Author::new(&mut rng))
+            .collect();
         let clock = Clock::new(&mut rng, &spec);
         let relays: Vec<RelayUrl> = spec
             .relays
@@ -233,8 +165,13 @@ impl Corpus {
             .into_iter()
             .enumerate()
             .map(|(index, budget)| {
-                RepoGenerator { rng: &mut rng, spec: &spec, clock: &clock, contributors: &contributors }
-                    .repo(index, &relays, budget)
+                RepoGenerator {
+                    rng: &mut rng,
+                    spec: &spec,
+                    clock: &clock,
+                    contributors: &contributors,
+                }
+                .repo(index, &relays, budget)
             })
             .collect();
         Self { spec, clock, repos }
@@ -272,104 +209,6 @@ impl Corpus {
     /// Everything tied to an announced repo, announcements included.
     pub fn all_related(&self) -> Vec<Event> {
         self.repos.iter().flat_map(Repo::all_events).collect()
-    }
-}
-
-/// Generates one repo; borrows the corpus-wide RNG so the whole corpus follows one seed.
-struct RepoGenerator<'a> {
-    rng: &'a mut StdRng,
-    spec: &'a CorpusSpec,
-    clock: &'a Clock,
-    contributors: &'a [Keys],
-}
-
-impl RepoGenerator<'_> {
-    fn repo(mut self, index: usize, relays: &[RelayUrl], budget: usize) -> Repo {
-        let owner = build::keys(self.rng);
-        let (id, name) = text::repo_name(self.rng, index);
-        let info = RepoInfo {
-            id: &id,
-            name: &name,
-            owner: owner.public_key(),
-            git_host: &self.spec.git_host,
-            relays: self.pick_relays(relays),
-            euc: build::sha1(self.rng),
-            maintainers: self
-                .contributors
-                .choose_multiple(self.rng, self.rng.random_range(0..=2))
-                .map(Keys::public_key)
-                .collect(),
-        };
-        let announced_at = self.clock.early(self.rng);
-        let announcement = build::sign(build::announcement(self.rng, &info), &owner, announced_at);
-        let coordinate = Coordinate::new(Kind::GitRepoAnnouncement, owner.public_key()).identifier(&id);
-        let state_at = self.clock.after(self.rng, announced_at);
-        let state = build::sign(build::state(self.rng, &id), &owner, state_at);
-        let events = self.body(&coordinate, &info, &owner, announced_at, budget);
-        Repo { coordinate, owner, announcement, state, events }
-    }
-
-    fn pick_relays(&mut self, relays: &[RelayUrl]) -> Vec<RelayUrl> {
-        match self.spec.max_relays_per_repo {
-            Some(max) if !relays.is_empty() => {
-                let n = self.rng.random_range(1..=max.clamp(1, relays.len()));
-                let mut picked: Vec<RelayUrl> = relays.choose_multiple(self.rng, n).cloned().collect();
-                picked.shuffle(self.rng);
-                picked
-            }
-            _ => relays.to_vec(),
-        }
-    }
-
-    /// Roots first, then a mix of new roots and follow-ups on earlier ones.
-    fn body(&mut self, repo: &Coordinate, info: &RepoInfo<'_>, owner: &Keys, since: Timestamp, budget: usize) -> Vec<Event> {
-        let mut events = Vec::with_capacity(budget);
-        // Each root with the comments in its thread.
-        let mut threads: Vec<(Anchor, Vec<Anchor>)> = Vec::new();
-        let mut patches: Vec<Anchor> = Vec::new();
-        let (min_kib, max_kib) = self.spec.patch_kib;
-        for _ in 0..budget {
-            let author = if self.rng.random_bool(0.2) { owner } else { self.contributors.choose(self.rng).expect("non-empty") };
-            let roll = if threads.is_empty() { self.rng.random_range(0..35) } else { self.rng.random_range(0..100) };
-            let patch_bytes = self.rng.random_range(min_kib * 1024..=(max_kib * 1024).saturating_sub(128).max(min_kib * 1024));
-            let (builder, after) = match roll {
-                0..16 => (build::issue(self.rng, repo), since),
-                16..30 => (build::patch(self.rng, repo, info.euc, patch_bytes, None), since),
-                30..35 => (build::pull_request(self.rng, repo, info.euc, &info.clone_url()), since),
-                35..50 => {
-                    let (root, _) = *threads.choose(self.rng).expect("non-empty");
-                    (build::status(self.rng, repo, info.euc, &root), root.created_at)
-                }
-                50..80 => {
-                    let (root, comments) = threads.choose(self.rng).expect("non-empty");
-                    let parent = match comments.choose(self.rng) {
-                        Some(comment) if self.rng.random_bool(0.5) => *comment,
-                        _ => *root,
-                    };
-                    (build::comment(self.rng, repo, root, &parent), parent.created_at)
-                }
-                _ => match patches.choose(self.rng) {
-                    Some(root) => (build::patch(self.rng, repo, info.euc, patch_bytes, Some(root)), root.created_at),
-                    None => (build::patch(self.rng, repo, info.euc, patch_bytes, None), since),
-                },
-            };
-            let created_at = self.clock.after(self.rng, after);
-            let event = build::sign(builder, author, created_at);
-            let anchor = Anchor::of(&event);
-            if is_root(&event) {
-                threads.push((anchor, Vec::new()));
-                if event.kind == Kind::GitPatch {
-                    patches.push(anchor);
-                }
-            } else if event.kind == Kind::Comment {
-                let root_id = event.tags.iter().find(|t| t.kind().as_str() == "E").and_then(|t| t.content());
-                if let Some(thread) = threads.iter_mut().find(|(root, _)| Some(root.id.to_hex().as_str()) == root_id) {
-                    thread.1.push(anchor);
-                }
-            }
-            events.push(event);
-        }
-        events
     }
 }
 

@@ -7,16 +7,18 @@ use nostr::nips::nip34::{
     GitIssue, GitPatch, GitPatchCommitter, GitPatchContent, GitRepositoryAnnouncement,
 };
 use nostr::secp256k1::schnorr::Signature;
-use nostr::secp256k1::{Message, SECP256K1};
-use nostr::{Event, EventBuilder, EventId, Keys, Kind, PublicKey, RelayUrl, SecretKey, Tag, Timestamp, Url};
+use nostr::secp256k1::{Keypair, Message, SECP256K1};
+use nostr::{
+    Event, EventBuilder, EventId, Keys, Kind, PublicKey, RelayUrl, SecretKey, Tag, Timestamp, Url,
+};
 use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::text;
 
 /// NIP-34 kinds nostr 0.44 has no name for.
-pub(crate) const KIND_PULL_REQUEST: u16 = 1618;
-pub(crate) const KIND_REPO_STATE: u16 = 30618;
+pub const KIND_PULL_REQUEST: u16 = 1618;
+pub const KIND_REPO_STATE: u16 = 30618;
 
 /// An event others point at: a root (patch, PR, issue) or a comment in its thread.
 #[derive(Debug, Clone, Copy)]
@@ -38,14 +40,31 @@ impl Anchor {
     }
 }
 
-/// Keys from the seeded RNG, so every run signs with the same identities.
-pub(super) fn keys(rng: &mut StdRng) -> Keys {
-    loop {
-        let bytes: [u8; 32] = rng.random();
-        // Fails only for the zero key or one above the curve order: practically never.
-        if let Ok(secret) = SecretKey::from_slice(&bytes) {
-            return Keys::new(secret);
+/// Signing identity from the seeded RNG, so every run signs with the same keys.
+#[derive(Debug, Clone)]
+pub(super) struct Author {
+    pub keys: Keys,
+    /// Kept because nostr 0.44 only exposes the keypair through a deprecated accessor.
+    keypair: Keypair,
+}
+
+impl Author {
+    pub fn new(rng: &mut StdRng) -> Self {
+        loop {
+            let bytes: [u8; 32] = rng.random();
+            // Fails only for the zero key or one above the curve order: practically never.
+            if let Ok(secret) = SecretKey::from_slice(&bytes) {
+                let keypair = Keypair::from_secret_key(SECP256K1, &secret);
+                return Self {
+                    keys: Keys::new(secret),
+                    keypair,
+                };
+            }
         }
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.keys.public_key()
     }
 }
 
@@ -53,8 +72,10 @@ pub(super) fn keys(rng: &mut StdRng) -> Keys {
 ///
 /// Skips `EventBuilder::sign_with_keys`, which draws from the OS RNG and re-verifies every
 /// event; that verification is half the cost of a big corpus.
-pub(super) fn sign(builder: EventBuilder, keys: &Keys, created_at: Timestamp) -> Event {
-    let mut unsigned = builder.custom_created_at(created_at).build(keys.public_key());
+pub(super) fn sign(builder: EventBuilder, author: &Author, created_at: Timestamp) -> Event {
+    let mut unsigned = builder
+        .custom_created_at(created_at)
+        .build(author.public_key());
     let id = unsigned.id();
     Event::new(
         id,
@@ -63,14 +84,14 @@ pub(super) fn sign(builder: EventBuilder, keys: &Keys, created_at: Timestamp) ->
         unsigned.kind,
         unsigned.tags.to_vec(),
         unsigned.content,
-        signature_over(&id, keys),
+        signature_over(&id, author),
     )
 }
 
 /// A valid schnorr signature over `id`, whether or not `id` is the event's real hash.
-pub(super) fn signature_over(id: &EventId, keys: &Keys) -> Signature {
+pub(super) fn signature_over(id: &EventId, author: &Author) -> Signature {
     let message = Message::from_digest(id.to_bytes());
-    SECP256K1.sign_schnorr_no_aux_rand(&message, keys.key_pair(SECP256K1))
+    SECP256K1.sign_schnorr_no_aux_rand(&message, &author.keypair)
 }
 
 pub(super) fn sha1(rng: &mut StdRng) -> Sha1Hash {
@@ -130,10 +151,17 @@ pub(super) fn state(rng: &mut StdRng, repo_id: &str) -> EventBuilder {
 }
 
 pub(super) fn issue(rng: &mut StdRng, repo: &Coordinate) -> EventBuilder {
-    let labels = if rng.random_bool(0.5) { vec!["bug".to_owned()] } else { Vec::new() };
+    let labels = if rng.random_bool(0.5) {
+        vec!["bug".to_owned()]
+    } else {
+        Vec::new()
+    };
     EventBuilder::git_issue(GitIssue {
         repository: repo.clone(),
-        content: text::prose(rng, rng.random_range(2..8)),
+        content: {
+            let sentences = rng.random_range(2..8);
+            text::prose(rng, sentences)
+        },
         subject: Some(text::title(rng)),
         labels,
     })
@@ -150,7 +178,8 @@ pub(super) fn patch(
 ) -> EventBuilder {
     let commit = sha1(rng);
     let (name, email) = text::person(rng);
-    let content = text::patch(rng, &commit.to_string(), &text::title(rng), bytes);
+    let subject = text::title(rng);
+    let content = text::patch(rng, (&name, &email), &commit.to_string(), &subject, bytes);
     let builder = EventBuilder::git_patch(GitPatch {
         repository: repo.clone(),
         content: GitPatchContent::Patch {
@@ -179,7 +208,12 @@ pub(super) fn patch(
 }
 
 /// Kind 1618.
-pub(super) fn pull_request(rng: &mut StdRng, repo: &Coordinate, euc: Sha1Hash, clone: &Url) -> EventBuilder {
+pub(super) fn pull_request(
+    rng: &mut StdRng,
+    repo: &Coordinate,
+    euc: Sha1Hash,
+    clone: &Url,
+) -> EventBuilder {
     let tip = text::hex(rng, 20);
     let branch = format!("pr/{}", text::hex(rng, 3));
     EventBuilder::new(Kind::from(KIND_PULL_REQUEST), text::prose(rng, 3)).tags([
@@ -194,7 +228,12 @@ pub(super) fn pull_request(rng: &mut StdRng, repo: &Coordinate, euc: Sha1Hash, c
 }
 
 /// Kinds 1630–1633 on `root`.
-pub(super) fn status(rng: &mut StdRng, repo: &Coordinate, euc: Sha1Hash, root: &Anchor) -> EventBuilder {
+pub(super) fn status(
+    rng: &mut StdRng,
+    repo: &Coordinate,
+    euc: Sha1Hash,
+    root: &Anchor,
+) -> EventBuilder {
     let kind = rng.random_range(1630..=1633u16);
     let content = match kind {
         1630 => "Reopened.",
@@ -212,8 +251,14 @@ pub(super) fn status(rng: &mut StdRng, repo: &Coordinate, euc: Sha1Hash, root: &
 }
 
 /// NIP-22 kind 1111 under `root`, replying to `parent` (the root itself or a comment).
-pub(super) fn comment(rng: &mut StdRng, repo: &Coordinate, root: &Anchor, parent: &Anchor) -> EventBuilder {
-    EventBuilder::new(Kind::Comment, text::prose(rng, rng.random_range(1..4))).tags([
+pub(super) fn comment(
+    rng: &mut StdRng,
+    repo: &Coordinate,
+    root: &Anchor,
+    parent: &Anchor,
+) -> EventBuilder {
+    let sentences = rng.random_range(1..4);
+    EventBuilder::new(Kind::Comment, text::prose(rng, sentences)).tags([
         tag(&["E", &root.id.to_hex(), "", &root.author.to_hex()]),
         tag(&["K", &root.kind.as_u16().to_string()]),
         tag(&["P", &root.author.to_hex()]),

@@ -20,10 +20,22 @@ const VERBS: &[&str] = &[
 ];
 
 const THINGS: &[&str] = &[
-    "relay reconnect logic", "event signature check", "config parsing", "the README",
-    "subscription cleanup", "error messages", "CLI flags", "pagination of REQs",
-    "the negentropy sync", "clone URL handling", "patch rendering", "timeouts on slow relays",
-    "status badges", "the release script", "unit tests for filters", "dependency versions",
+    "relay reconnect logic",
+    "event signature check",
+    "config parsing",
+    "the README",
+    "subscription cleanup",
+    "error messages",
+    "CLI flags",
+    "pagination of REQs",
+    "the negentropy sync",
+    "clone URL handling",
+    "patch rendering",
+    "timeouts on slow relays",
+    "status badges",
+    "the release script",
+    "unit tests for filters",
+    "dependency versions",
 ];
 
 const PROSE: &[&str] = &[
@@ -77,18 +89,32 @@ const CODE: &[&str] = &[
 ];
 
 const FILES: &[&str] = &[
-    "src/lib.rs", "src/relay.rs", "src/sync.rs", "src/config.rs", "src/main.rs", "src/filter.rs",
-    "src/store.rs", "tests/sync.rs", "README.md", "Cargo.toml",
+    "src/lib.rs",
+    "src/relay.rs",
+    "src/sync.rs",
+    "src/config.rs",
+    "src/main.rs",
+    "src/filter.rs",
+    "src/store.rs",
+    "tests/sync.rs",
+    "README.md",
+    "Cargo.toml",
 ];
 
-const PEOPLE: &[&str] = &["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi"];
+const PEOPLE: &[&str] = &[
+    "Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi",
+];
 
 /// A unique kebab-case repo id and a display name.
 pub(super) fn repo_name(rng: &mut StdRng, index: usize) -> (String, String) {
     let adjective = ADJECTIVES.choose(rng).expect("non-empty");
     let noun = NOUNS.choose(rng).expect("non-empty");
     let id = format!("{adjective}-{noun}-{index}");
-    let name = format!("{}{} {noun}", adjective[..1].to_uppercase(), &adjective[1..]);
+    let name = format!(
+        "{}{} {noun}",
+        adjective[..1].to_uppercase(),
+        &adjective[1..]
+    );
     (id, name)
 }
 
@@ -110,17 +136,27 @@ pub(super) fn prose(rng: &mut StdRng, sentences: usize) -> String {
 /// A committer name and email.
 pub(super) fn person(rng: &mut StdRng) -> (String, String) {
     let name = PEOPLE.choose(rng).expect("non-empty");
-    (name.to_string(), format!("{}@example.com", name.to_lowercase()))
+    (
+        name.to_string(),
+        format!("{}@example.com", name.to_lowercase()),
+    )
 }
 
 /// Lowercase hex of `bytes` random bytes.
 pub(super) fn hex(rng: &mut StdRng, bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 /// A `git format-patch` email of `target` bytes, overshooting by at most one line and the trailer.
-pub(super) fn patch(rng: &mut StdRng, commit: &str, subject: &str, target: usize) -> String {
-    let (name, email) = person(rng);
+pub(super) fn patch(
+    rng: &mut StdRng,
+    (name, email): (&str, &str),
+    commit: &str,
+    subject: &str,
+    target: usize,
+) -> String {
     let mut out = String::with_capacity(target + 512);
     out.push_str(&format!(
         "From {commit} Mon Sep 17 00:00:00 2001\nFrom: {name} <{email}>\n\

@@ -58,8 +58,18 @@ pub(super) fn respond(shared: &Shared, text: &str) -> Reply {
         Some("CLOSE" | "NEG-CLOSE") => Reply::Send(Vec::new()),
         Some("NEG-OPEN") => neg_open(shared.opts.neg, sub),
         Some("EVENT") => {
-            let id = message.get(1).map(|e| &e["id"]).cloned().unwrap_or(Value::Null);
-            Reply::Send(vec![json!(["OK", id, false, "blocked: read-only test relay"]).to_string()])
+            let id = message
+                .get(1)
+                .map(|e| &e["id"])
+                .cloned()
+                .unwrap_or(Value::Null);
+            Reply::Send(vec![json!([
+                "OK",
+                id,
+                false,
+                "blocked: read-only test relay"
+            ])
+            .to_string()])
         }
         _ => Reply::Send(vec![notice("error: unknown command")]),
     }
@@ -97,9 +107,15 @@ fn req(shared: &Shared, sub: &str, filters: &[Value]) -> Reply {
 }
 
 /// The union over `filters` of each filter's newest `limit` matches, newest first.
-fn select<'a>(events: &'a [StoredEvent], filters: &[Filter], opts: &RawRelayOptions) -> Vec<&'a StoredEvent> {
+fn select<'a>(
+    events: &'a [StoredEvent],
+    filters: &[Filter],
+    opts: &RawRelayOptions,
+) -> Vec<&'a StoredEvent> {
     let newest_first = |a: &&StoredEvent, b: &&StoredEvent| {
-        b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id))
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| a.id.cmp(&b.id))
     };
     let mut chosen: BTreeSet<usize> = BTreeSet::new();
     for filter in filters {

@@ -55,14 +55,24 @@ fn created_ats(replies: &[Value]) -> Vec<u64> {
 
 #[tokio::test]
 async fn req_gets_matching_events_newest_first_within_limit_until_and_since() {
-    let relay = RawRelay::serving(&notes(), RawRelayOptions::new()).await.unwrap();
+    let relay = RawRelay::serving(&notes(), RawRelayOptions::new())
+        .await
+        .unwrap();
     let all = exchange(&relay.url(), json!(["REQ", "a", {"kinds": [1]}])).await;
     assert_eq!(created_ats(&all), [400, 300, 200, 200, 100]);
     assert_eq!(all.last().unwrap(), &json!(["EOSE", "a"]));
 
-    let page = exchange(&relay.url(), json!(["REQ", "b", {"until": 300, "limit": 2}])).await;
+    let page = exchange(
+        &relay.url(),
+        json!(["REQ", "b", {"until": 300, "limit": 2}]),
+    )
+    .await;
     assert_eq!(created_ats(&page), [300, 200]);
-    let window = exchange(&relay.url(), json!(["REQ", "c", {"since": 200, "until": 300}])).await;
+    let window = exchange(
+        &relay.url(),
+        json!(["REQ", "c", {"since": 200, "until": 300}]),
+    )
+    .await;
     assert_eq!(created_ats(&window), [300, 200, 200]);
     let none = exchange(&relay.url(), json!(["REQ", "d", {"kinds": [1617]}])).await;
     assert_eq!(none, [json!(["EOSE", "d"])]);
@@ -85,7 +95,9 @@ async fn max_limit_caps_each_filter() {
 async fn unparseable_events_are_sent_only_when_asked() {
     let mut events: Vec<String> = notes().iter().map(JsonUtil::as_json).collect();
     events.push(json!({"id": "zz", "created_at": 250, "kind": 1}).to_string());
-    let quiet = RawRelay::start(events.clone(), RawRelayOptions::new()).await.unwrap();
+    let quiet = RawRelay::start(events.clone(), RawRelayOptions::new())
+        .await
+        .unwrap();
     let replies = exchange(&quiet.url(), json!(["REQ", "a", {}])).await;
     assert_eq!(created_ats(&replies).len(), 5);
 
@@ -118,10 +130,22 @@ fn neg_open_replies_follow_the_behaviour() {
     };
     let one = |v: Value| Reply::Send(vec![v.to_string()]);
     use NegBehaviour::*;
-    assert_eq!(reply(NoticeBadMsg), one(json!(["NOTICE", "ERROR: bad msg: unknown cmd"])));
-    assert_eq!(reply(NoticeUnparsable), one(json!(["NOTICE", "could not parse command"])));
-    assert_eq!(reply(NegErr), one(json!(["NEG-ERR", "n", "blocked: negentropy disabled"])));
-    assert_eq!(reply(Closed), one(json!(["CLOSED", "n", "unsupported: negentropy"])));
+    assert_eq!(
+        reply(NoticeBadMsg),
+        one(json!(["NOTICE", "ERROR: bad msg: unknown cmd"]))
+    );
+    assert_eq!(
+        reply(NoticeUnparsable),
+        one(json!(["NOTICE", "could not parse command"]))
+    );
+    assert_eq!(
+        reply(NegErr),
+        one(json!(["NEG-ERR", "n", "blocked: negentropy disabled"]))
+    );
+    assert_eq!(
+        reply(Closed),
+        one(json!(["CLOSED", "n", "unsupported: negentropy"]))
+    );
     assert_eq!(reply(Silence), Reply::Send(Vec::new()));
     assert_eq!(reply(Disconnect), Reply::Disconnect);
 }
@@ -129,18 +153,32 @@ fn neg_open_replies_follow_the_behaviour() {
 #[tokio::test]
 async fn nostr_sdk_sees_no_negentropy_and_falls_back_to_req() {
     let events = notes();
-    let relay = RawRelay::serving(&events, RawRelayOptions::new()).await.unwrap();
+    let relay = RawRelay::serving(&events, RawRelayOptions::new())
+        .await
+        .unwrap();
     let client = Client::default();
     client.add_relay(relay.url()).await.unwrap();
     client.connect().await;
     client.wait_for_connection(WAIT).await;
     let sdk_relay = client.relay(relay.url()).await.unwrap();
     let opts = SyncOptions::default().initial_timeout(Duration::from_secs(2));
-    let err = sdk_relay.sync(Filter::new().kind(Kind::TextNote), &opts).await.unwrap_err();
-    assert!(matches!(err, nostr_sdk::pool::relay::Error::NegentropyNotSupported), "{err}");
-    assert!(relay.received().iter().any(|m| m.starts_with("[\"NEG-OPEN\"")));
+    let err = sdk_relay
+        .sync(Filter::new().kind(Kind::TextNote), &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, nostr_sdk::pool::relay::Error::NegentropyNotSupported),
+        "{err}"
+    );
+    assert!(relay
+        .received()
+        .iter()
+        .any(|m| m.starts_with("[\"NEG-OPEN\"")));
 
-    let fetched = client.fetch_events(Filter::new().kind(Kind::TextNote), WAIT).await.unwrap();
+    let fetched = client
+        .fetch_events(Filter::new().kind(Kind::TextNote), WAIT)
+        .await
+        .unwrap();
     assert_eq!(fetched.len(), events.len());
     client.shutdown().await;
 }
@@ -152,12 +190,17 @@ async fn accept_then_close_closes_right_after_the_handshake() {
         .unwrap();
     let (mut ws, _) = tokio_tungstenite::connect_async(relay.url()).await.unwrap();
     let next = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
-    assert!(matches!(next, Some(Ok(Message::Close(_))) | None), "{next:?}");
+    assert!(
+        matches!(next, Some(Ok(Message::Close(_))) | None),
+        "{next:?}"
+    );
 }
 
 #[tokio::test]
 async fn stopped_raw_relay_refuses_connections_and_restarts_on_the_same_port() {
-    let mut relay = RawRelay::serving(&notes(), RawRelayOptions::new()).await.unwrap();
+    let mut relay = RawRelay::serving(&notes(), RawRelayOptions::new())
+        .await
+        .unwrap();
     let port = relay.port();
     relay.stop();
     assert!(!port_is_open(port).await);

@@ -133,3 +133,28 @@ async fn publish_seeds_five_thousand_events_quickly() {
     // A second publish of the same events stores nothing new.
     assert_eq!(relay.publish(&events[..10]).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn negentropy_sync_works_through_the_fixture() {
+    use nostr_relay_builder::prelude::{MemoryDatabase, MemoryDatabaseOptions};
+    use nostr_sdk::{SyncDirection, SyncOptions};
+
+    let relay = TestRelay::remote().await.unwrap();
+    relay.publish(&notes(30)).await.unwrap();
+    // The client database must store events, or every sync re-downloads (deps-spike §5).
+    let database = MemoryDatabase::with_opts(MemoryDatabaseOptions {
+        events: true,
+        max_events: None,
+    });
+    let client = Client::builder().database(database).build();
+    client.add_relay(relay.url()).await.unwrap();
+    client.connect().await;
+    client.wait_for_connection(WAIT).await;
+    let opts = SyncOptions::default().direction(SyncDirection::Down);
+    let filter = Filter::new().kind(Kind::TextNote);
+    let first = client.sync(filter.clone(), &opts).await.unwrap();
+    assert_eq!(first.val.received.len(), 30, "{:?}", first.failed);
+    let second = client.sync(filter, &opts).await.unwrap();
+    assert!(second.val.received.is_empty());
+    client.shutdown().await;
+}
