@@ -284,7 +284,12 @@ pub struct HealthSnapshot {
     pub connected_since_ms: Option<u64>,
 }
 
-/// `ngit_sync_watermarks`, keys `sink` and `discovery`: an events-stream sequence.
+/// Key of the sink's watermark in `ngit_sync_watermarks`.
+pub const WATERMARK_SINK: &str = "sink";
+/// Key of discovery's watermark in `ngit_sync_watermarks`.
+pub const WATERMARK_DISCOVERY: &str = "discovery";
+
+/// `ngit_sync_watermarks`, keys [`WATERMARK_SINK`] and [`WATERMARK_DISCOVERY`]: an events-stream sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
     pub seq: u64,
