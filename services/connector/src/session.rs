@@ -1,0 +1,251 @@
+//! One WebSocket session with a relay: feeds the [`Syncer`] with frames, publish acks, target
+//! changes and ticks, and carries out what it asks (REQ/CLOSE, news, event publishes with
+//! many acks in flight, state writes). Reading pauses while too many acks are owed, never
+//! for anything else.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use ngit_sync_shared::bus::Published;
+use ngit_sync_shared::messages::{now_ms, RelayBody, SyncedEvent};
+use ngit_sync_shared::status::SyncPlan;
+use ngit_sync_shared::{Bus, BusError, RelayUrl};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::historic;
+use crate::relay_owner::{Owned, OwnerContext, StopSignal};
+use crate::relay_socket::{Reader, Writer};
+use crate::relay_state;
+use crate::syncer::{Action, PublishJob, Syncer, SyncerConfig};
+
+/// Timer resolution of the syncer (EOSE deadlines, rate-limit ends, retries).
+const TICK: Duration = Duration::from_millis(250);
+/// Target changes come in bursts (discovery writes many keys); act once they settle.
+const TARGETS_SETTLE: Duration = Duration::from_millis(200);
+/// Dropped-event counts go out at most this often outside batch news.
+const DROPPED_REPORT: Duration = Duration::from_secs(5);
+/// At the end of a session, acks in flight get this long to land.
+const ACK_DRAIN: Duration = Duration::from_secs(2);
+/// Tries per event publish before the session gives up on the bus.
+const PUBLISH_ATTEMPTS: u32 = 3;
+
+/// Why a session ended.
+#[derive(Debug)]
+pub struct SessionEnd {
+    pub reason: String,
+    /// The relay (or the network to it) ended it, as opposed to us.
+    pub relay_fault: bool,
+}
+
+type PublishDone = (Option<String>, Result<Published, BusError>);
+type Publishes = FuturesUnordered<Pin<Box<dyn Future<Output = PublishDone> + Send>>>;
+
+pub fn syncer_config(config: &Config) -> SyncerConfig {
+    SyncerConfig {
+        page_limit: config.page_limit,
+        max_filters_per_req: config.max_filters_per_req,
+        max_historic_subscriptions: config.max_historic_subscriptions,
+        eose_timeout_ms: config.eose_timeout.as_millis() as u64,
+        rate_limit_cooldown_ms: config.rate_limit_cooldown.as_millis() as u64,
+        batch_retry_ms: config.batch_retry.as_millis() as u64,
+        max_event_bytes: config.max_event_bytes,
+        dropped_report_ms: DROPPED_REPORT.as_millis() as u64,
+    }
+}
+
+pub async fn run(
+    ctx: &OwnerContext,
+    owned: &mut Owned,
+    mut writer: Writer,
+    mut reader: Reader,
+    session: String,
+    stop: &StopSignal,
+) -> SessionEnd {
+    let config = &ctx.config;
+    let started = now_ms();
+    let start = relay_state::choose_plan(
+        &owned.state,
+        started,
+        config.quick_reconnect_window,
+        config.quick_reconnect_overlap,
+    );
+    let method = historic::method_for(owned.state.negentropy);
+    let mut syncer = Syncer::new(
+        syncer_config(config),
+        session.clone(),
+        start,
+        &owned.state,
+        method,
+    );
+    tracing::info!(relay = %owned.url, session = %session, plan = start.plan.as_str(), "connected");
+    owned.news.send(RelayBody::Connected {
+        worker: owned.worker.clone(),
+        session: session.clone(),
+        plan: start.plan,
+    });
+    owned.health.record_connected(started);
+    owned.report_health(started);
+    begin_state(owned, start.plan, started);
+
+    let mut targets = ctx.targets.subscribe(&owned.url);
+    let mut targets_open = true;
+    let mut targets_due: Option<Instant> = None;
+    let mut publishes = Publishes::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    syncer.start(started);
+    syncer.on_targets(targets.borrow_and_update().clone(), started);
+
+    let end = loop {
+        if let Err(end) = carry_out(
+            &mut syncer,
+            &mut writer,
+            owned,
+            &ctx.bus,
+            &mut publishes,
+            started,
+        )
+        .await
+        {
+            break end;
+        }
+        let reading = publishes.len() < config.publish_in_flight;
+        tokio::select! {
+            _ = stop.stopped() => break SessionEnd { reason: stop.reason(), relay_fault: false },
+            frame = reader.next_text(), if reading => match frame {
+                Ok(text) => syncer.on_text(&text, now_ms()),
+                Err(e) => break SessionEnd { reason: e.to_string(), relay_fault: true },
+            },
+            Some((batch, result)) = publishes.next(), if !publishes.is_empty() => match result {
+                Ok(published) => syncer.on_ack(batch.as_deref(), published.seq, now_ms()),
+                Err(e) => break SessionEnd { reason: format!("events stream unavailable: {e}"), relay_fault: false },
+            },
+            changed = targets.changed(), if targets_open => match changed {
+                Ok(()) => {
+                    targets_due.get_or_insert(Instant::now() + TARGETS_SETTLE);
+                }
+                Err(_) => targets_open = false,
+            },
+            _ = tick.tick() => {
+                let now = now_ms();
+                syncer.on_tick(now);
+                if targets_due.is_some_and(|due| due <= Instant::now()) {
+                    targets_due = None;
+                    syncer.on_targets(targets.borrow_and_update().clone(), now);
+                }
+                if owned.health.tick(now) {
+                    owned.report_health(now);
+                    owned.persist();
+                }
+            }
+        }
+    };
+
+    // Acks in flight may still confirm batches; live events must not be lost on the way out.
+    let deadline = Instant::now() + ACK_DRAIN;
+    while !publishes.is_empty() {
+        match tokio::time::timeout_at(deadline, publishes.next()).await {
+            Ok(Some((batch, Ok(published)))) => {
+                syncer.on_ack(batch.as_deref(), published.seq, now_ms())
+            }
+            Ok(Some((_, Err(_)))) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    syncer.abandon(&end.reason, now_ms());
+    for action in syncer.drain() {
+        match action {
+            Action::News(body) => owned.news.send(body),
+            Action::StateChanged => record_progress(owned, &syncer, started),
+            Action::Send(_) | Action::Publish(_) | Action::RateLimited(_) => {}
+        }
+    }
+    writer.close().await;
+    end
+}
+
+/// A fresh start forgets what earlier sessions confirmed and counts from now; a quick one
+/// keeps the earlier connection time until its catch-up is done.
+fn begin_state(owned: &mut Owned, plan: SyncPlan, started: u64) {
+    owned.state.disconnected_ms = None;
+    if plan == SyncPlan::Fresh {
+        owned.state.confirmed_l1 = false;
+        owned.state.confirmed_repos.clear();
+        owned.state.confirmed_roots.clear();
+        owned.state.last_connected_ms = Some(started);
+    }
+    owned.persist();
+}
+
+fn record_progress(owned: &mut Owned, syncer: &Syncer, started: u64) {
+    let items = syncer.persisted();
+    owned.state.confirmed_l1 = items.l1;
+    owned.state.confirmed_repos = items.repos.into_iter().collect();
+    owned.state.confirmed_roots = items.roots.into_iter().collect();
+    if syncer.catch_up_done() {
+        owned.state.last_connected_ms = Some(started);
+    }
+    owned.persist();
+}
+
+async fn carry_out(
+    syncer: &mut Syncer,
+    writer: &mut Writer,
+    owned: &mut Owned,
+    bus: &Bus,
+    publishes: &mut Publishes,
+    started: u64,
+) -> Result<(), SessionEnd> {
+    let mut state_changed = false;
+    for action in syncer.drain() {
+        match action {
+            Action::Send(text) => writer.send_text(text).await.map_err(|e| SessionEnd {
+                reason: e.to_string(),
+                relay_fault: true,
+            })?,
+            Action::News(body) => owned.news.send(body),
+            Action::Publish(job) => publishes.push(publish(bus.clone(), owned.url.clone(), job)),
+            Action::StateChanged => state_changed = true,
+            Action::RateLimited(until) => {
+                owned.health.record_rate_limited(until);
+                owned.report_health(now_ms());
+                state_changed = true;
+            }
+        }
+    }
+    if state_changed {
+        record_progress(owned, syncer, started);
+    }
+    Ok(())
+}
+
+fn publish(
+    bus: Bus,
+    relay: RelayUrl,
+    job: PublishJob,
+) -> Pin<Box<dyn Future<Output = PublishDone> + Send>> {
+    let event = SyncedEvent {
+        relay,
+        received_ms: now_ms(),
+        event: job.json,
+    };
+    let (batch, id, kind) = (job.batch, job.id, job.kind);
+    Box::pin(async move {
+        let mut attempt = 1;
+        loop {
+            match bus.publish_event(&id, kind, &event).await {
+                Ok(published) => return (batch, Ok(published)),
+                Err(e) if attempt >= PUBLISH_ATTEMPTS => return (batch, Err(e)),
+                Err(e) => {
+                    tracing::debug!(%id, attempt, error = %e, "event publish failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    })
+}
