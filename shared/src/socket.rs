@@ -71,14 +71,27 @@ pub enum Incoming {
     },
 }
 
+/// A send that takes longer means the peer stopped reading: the connection is over.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens a WebSocket to the relay within `timeout`.
 pub async fn connect(
     url: &RelayUrl,
     timeout: Duration,
 ) -> Result<(SocketWriter, SocketReader, Arc<Traffic>), SocketError> {
+    connect_with_limit(url, timeout, MAX_FRAME_BYTES).await
+}
+
+/// Like [`connect`], accepting frames up to `max_frame` bytes (never less than [`MAX_FRAME_BYTES`]).
+pub async fn connect_with_limit(
+    url: &RelayUrl,
+    timeout: Duration,
+    max_frame: usize,
+) -> Result<(SocketWriter, SocketReader, Arc<Traffic>), SocketError> {
+    let limit = max_frame.max(MAX_FRAME_BYTES);
     let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES));
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
     let fut = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false);
     let (ws, _response) = match tokio::time::timeout(timeout, fut).await {
         Err(_) => return Err(SocketError::ConnectTimeout(timeout)),
@@ -109,10 +122,12 @@ impl SocketWriter {
         self.traffic
             .bytes_out
             .fetch_add(text.len() as u64, Ordering::Relaxed);
-        self.sink
-            .send(Message::text(text))
-            .await
-            .map_err(|e| SocketError::Send(e.to_string()))
+        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::text(text))).await {
+            Ok(result) => result.map_err(|e| SocketError::Send(e.to_string())),
+            Err(_) => Err(SocketError::Send(format!(
+                "no progress for {SEND_TIMEOUT:?}"
+            ))),
+        }
     }
 
     /// Sends a close frame; errors are irrelevant at this point.
@@ -124,6 +139,18 @@ impl SocketWriter {
 impl SocketReader {
     /// The next relay message; `Err` when the connection is gone.
     pub async fn next(&mut self) -> Result<Incoming, SocketError> {
+        let text = self.next_text().await?;
+        Ok(match RelayMessage::from_json(&text) {
+            Ok(msg) => Incoming::Message(msg),
+            Err(e) => Incoming::Malformed {
+                error: e.to_string(),
+                text,
+            },
+        })
+    }
+
+    /// The next text frame exactly as received, for callers that forward event JSON unchanged.
+    pub async fn next_text(&mut self) -> Result<String, SocketError> {
         loop {
             let frame = match self.stream.next().await {
                 None => return Err(SocketError::Lost("closed".into())),
@@ -134,11 +161,12 @@ impl SocketReader {
                 Message::Text(t) => t.to_string(),
                 Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
                 Message::Close(reason) => {
+                    let reason = reason
+                        .map(|r| r.reason.to_string())
+                        .filter(|r| !r.is_empty());
                     return Err(SocketError::Lost(
-                        reason
-                            .map(|r| r.reason.to_string())
-                            .unwrap_or_else(|| "closed by relay".into()),
-                    ))
+                        reason.unwrap_or_else(|| "closed by relay".into()),
+                    ));
                 }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             };
@@ -146,13 +174,7 @@ impl SocketReader {
                 .bytes_in
                 .fetch_add(text.len() as u64, Ordering::Relaxed);
             self.traffic.frames_in.fetch_add(1, Ordering::Relaxed);
-            return Ok(match RelayMessage::from_json(&text) {
-                Ok(msg) => Incoming::Message(msg),
-                Err(e) => Incoming::Malformed {
-                    error: e.to_string(),
-                    text,
-                },
-            });
+            return Ok(text);
         }
     }
 }

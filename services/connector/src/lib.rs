@@ -15,7 +15,6 @@
 //! - [`health`]: failures, backoff, rate limits, stability (pure)
 //! - [`relay_state`]: the persisted per-relay state and the fresh/quick plan
 //! - [`session`]: one WebSocket session's I/O loop
-//! - [`relay_socket`]: the WebSocket, frames as raw text
 //! - [`news`]: the relay's RELAYS-stream messages, in order
 //!
 //! Sync (pure, but for the watcher):
@@ -39,7 +38,6 @@ pub mod news;
 pub mod ownership;
 pub mod pool;
 pub mod relay_owner;
-pub mod relay_socket;
 pub mod relay_state;
 pub mod rendezvous;
 pub mod session;

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::health::{Backoff, HealthTracker};
 use crate::lease::{self, LeaseError};
 use crate::ownership::Ended;
-use crate::relay_socket::{self, Reader, Writer};
+use ngit_sync_shared::socket::{self, SocketReader as Reader, SocketWriter as Writer};
 use crate::relay_state::{self, StateWriter};
 use crate::session;
 use crate::targets_watcher::Targets;
@@ -288,8 +288,9 @@ async fn open_socket(config: &Config, url: &RelayUrl) -> Result<(Writer, Reader)
     }
     // A frame carries the event plus its envelope; leave room above the event limit.
     let max_frame = config.max_event_bytes.saturating_add(64 * 1024);
-    relay_socket::connect(url, config.connect_timeout, max_frame)
+    socket::connect_with_limit(url, config.connect_timeout, max_frame)
         .await
+        .map(|(writer, reader, _traffic)| (writer, reader))
         .map_err(|e| ConnectFailure {
             error: e.to_string(),
             refused: false,

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::historic;
 use crate::relay_owner::{Owned, OwnerContext, StopSignal};
-use crate::relay_socket::{Reader, Writer};
+use ngit_sync_shared::socket::{SocketReader as Reader, SocketWriter as Writer};
 use crate::relay_state;
 use crate::syncer::{Action, PublishJob, Syncer, SyncerConfig};
 
