@@ -72,6 +72,10 @@ struct Entry {
     state: State,
     /// Transient failures in a row.
     failures: u32,
+    /// Explicit `error:` answers for this event, and how many other events the relay had
+    /// accepted when the first came.
+    error_answers: u32,
+    accepted_at_first_error: u64,
     /// Last time the stream was told we are still working on it.
     touched: Instant,
 }
@@ -88,7 +92,16 @@ pub struct Ledger {
     paused_until: Option<Instant>,
     /// Rate-limit pauses since the last accepted event; lengthens the next pause.
     rate_limit_streak: u32,
+    /// Events the relay accepted (saved or duplicate) so far.
+    accepted: u64,
 }
+
+/// An event the home relay answers `error:` this many times, while it accepts others in the
+/// meantime, is refused for good: nostr-relay-builder, for one, answers `error: unknown` to an
+/// addressable event older than the one it holds, and retrying that forever would hold the
+/// landing watermark (and every relay's completion) back. Timeouts, lost connections and rate
+/// limits never count: they say nothing about the event.
+pub const MAX_ERROR_ANSWERS: u32 = 6;
 
 impl Ledger {
     pub fn new(retry: RetryPolicy, ok_timeout: Duration) -> Ledger {
@@ -99,6 +112,7 @@ impl Ledger {
             ok_timeout,
             paused_until: None,
             rate_limit_streak: 0,
+            accepted: 0,
         }
     }
 
@@ -111,6 +125,8 @@ impl Ledger {
             event,
             state: State::Queued { at: now },
             failures: 0,
+            error_answers: 0,
+            accepted_at_first_error: 0,
             touched: now,
         };
         self.entries.insert(entry.event.seq, entry);
@@ -170,6 +186,7 @@ impl Ledger {
             Answer::Final(outcome) => {
                 if outcome != Outcome::Rejected {
                     self.rate_limit_streak = 0;
+                    self.accepted += 1;
                 }
                 let verdict = Verdict {
                     outcome,
@@ -186,7 +203,12 @@ impl Ledger {
                         self.pause(now);
                         RetryReason::RateLimited(message.to_string())
                     }
-                    Transient::RelayError => RetryReason::RelayError(message.to_string()),
+                    Transient::RelayError => {
+                        if let Some(step) = self.count_error_answer(seq, message) {
+                            return Some(step);
+                        }
+                        RetryReason::RelayError(message.to_string())
+                    }
                 };
                 Some(self.requeue(seq, now, reason))
             }
@@ -330,6 +352,30 @@ impl Ledger {
             None => Duration::ZERO,
         };
         Step::Retry { seq, delay, reason }
+    }
+
+    /// Counts an `error:` answer; turns the event into a rejection once it is clearly the
+    /// event, not the relay, that fails (see [`MAX_ERROR_ANSWERS`]).
+    fn count_error_answer(&mut self, seq: u64, message: &str) -> Option<Step> {
+        let accepted = self.accepted;
+        let entry = self.entries.get_mut(&seq)?;
+        if entry.error_answers == 0 {
+            entry.accepted_at_first_error = accepted;
+        }
+        entry.error_answers += 1;
+        if entry.error_answers < MAX_ERROR_ANSWERS || accepted <= entry.accepted_at_first_error {
+            return None;
+        }
+        let verdict = Verdict {
+            outcome: Outcome::Rejected,
+            reason: Some(format!(
+                "{message} (answered {} times while other events were accepted)",
+                entry.error_answers
+            )),
+        };
+        entry.state = State::Final(verdict.clone());
+        entry.failures = 0;
+        Some(Step::Final { seq, verdict })
     }
 
     fn forget_write(&mut self, seq: u64) {

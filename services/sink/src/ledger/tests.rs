@@ -215,3 +215,47 @@ fn held_events_are_touched_again_once_per_interval() {
     assert_eq!(l.take_stale(t0 + 1500 * MS, 1000 * MS), vec![2]);
     assert!(l.take_stale(t0 + 1500 * MS, 1000 * MS).is_empty());
 }
+
+#[test]
+fn an_event_the_relay_keeps_erroring_on_while_accepting_others_is_rejected() {
+    let mut now = Instant::now();
+    let mut l = ledger();
+    l.admit(held(1, "poison"), now);
+    l.admit(held(2, "fine"), now);
+    assert_eq!(l.take_sendable(now), vec![1, 2]);
+    assert_eq!(
+        outcome(l.answer("poison", false, "error: unknown", now)),
+        None
+    );
+    assert_eq!(
+        outcome(l.answer("fine", true, "", now)),
+        Some(Outcome::Saved)
+    );
+    let mut last = None;
+    for _ in 1..MAX_ERROR_ANSWERS {
+        now += Duration::from_secs(2);
+        assert_eq!(l.take_sendable(now), vec![1]);
+        last = outcome(l.answer("poison", false, "error: unknown", now));
+    }
+    assert_eq!(
+        last,
+        Some(Outcome::Rejected),
+        "given up after {MAX_ERROR_ANSWERS} error answers"
+    );
+}
+
+#[test]
+fn error_answers_while_the_relay_accepts_nothing_are_retried_for_ever() {
+    let mut now = Instant::now();
+    let mut l = ledger();
+    l.admit(held(1, "a"), now);
+    for _ in 0..(MAX_ERROR_ANSWERS * 3) {
+        assert_eq!(l.take_sendable(now), vec![1]);
+        assert_eq!(
+            outcome(l.answer("a", false, "error: database error", now)),
+            None,
+            "the relay is broken, not the event"
+        );
+        now += Duration::from_secs(2);
+    }
+}
