@@ -1,6 +1,7 @@
-//! The embedded home relay of `ngit-sync up`: nostr-relay-builder over nostr-lmdb, on loopback.
+//! The embedded home relay of `ngit-sync up` and `ngit-sync relay`: nostr-relay-builder over
+//! nostr-lmdb.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use nostr_relay_builder::builder::RateLimit;
@@ -28,19 +29,38 @@ pub struct HomeRelay {
 }
 
 impl HomeRelay {
+    /// On loopback, at the preferred port or a free one.
     pub async fn start(data_dir: &Path) -> Result<HomeRelay, HomeRelayError> {
-        let path = data_dir.join("home-relay");
-        std::fs::create_dir_all(&path).map_err(|e| HomeRelayError::Database(path.display().to_string(), e.to_string()))?;
-        let db = nostr_lmdb::NostrLMDB::open(&path).map_err(|e| HomeRelayError::Database(path.display().to_string(), e.to_string()))?;
-        let port = pick_port(PREFERRED_PORT);
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), pick_port(PREFERRED_PORT));
+        Self::start_on(addr, &data_dir.join("home-relay")).await
+    }
+
+    /// At `addr`, storing events in an LMDB database at `path`.
+    pub async fn start_on(addr: SocketAddr, path: &Path) -> Result<HomeRelay, HomeRelayError> {
+        let path = path.to_path_buf();
+        std::fs::create_dir_all(&path)
+            .map_err(|e| HomeRelayError::Database(path.display().to_string(), e.to_string()))?;
+        let db = nostr_lmdb::NostrLMDB::open(&path)
+            .map_err(|e| HomeRelayError::Database(path.display().to_string(), e.to_string()))?;
         let builder = RelayBuilder::default()
-            .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
-            .port(port)
+            .addr(addr.ip())
+            .port(addr.port())
             .database(db)
-            .rate_limit(RateLimit { max_reqs: 500, notes_per_minute: WRITES_PER_MINUTE });
+            .rate_limit(RateLimit {
+                max_reqs: 500,
+                notes_per_minute: WRITES_PER_MINUTE,
+            });
         let relay = LocalRelay::new(builder);
-        relay.run().await.map_err(|e| HomeRelayError::Start(e.to_string()))?;
-        let url = relay.url().await.to_string().trim_end_matches('/').to_string();
+        relay
+            .run()
+            .await
+            .map_err(|e| HomeRelayError::Start(e.to_string()))?;
+        let url = relay
+            .url()
+            .await
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
         tracing::info!(%url, db = %path.display(), "embedded home relay started");
         Ok(HomeRelay { relay, url })
     }

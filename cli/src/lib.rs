@@ -4,11 +4,13 @@
 //!   when none is configured
 //! - [`local_nats`]: starting and stopping a local `nats-server`
 //! - [`home_relay`]: the embedded home relay (nostr-relay-builder over nostr-lmdb)
+//! - [`ping`]: a service-API ping, for health checks
 //! - [`status`]: one line per relay from the KV buckets
 //! - [`watch`]: relay lifecycle messages as they happen
 
 pub mod home_relay;
 pub mod local_nats;
+pub mod ping;
 pub mod status;
 pub mod up;
 pub mod watch;

@@ -33,14 +33,21 @@ pub fn pick_port(preferred: u16) -> u16 {
     if TcpListener::bind(("127.0.0.1", preferred)).is_ok() {
         return preferred;
     }
-    TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(preferred)
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(preferred)
 }
 
 fn find_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return Some(PathBuf::from(p));
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("nats-server")).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    })
 }
 
 impl LocalNats {
@@ -50,7 +57,8 @@ impl LocalNats {
         let store = data_dir.join("nats");
         std::fs::create_dir_all(&store).map_err(|e| LocalNatsError::Dir(store.clone(), e))?;
         let log = data_dir.join("nats-server.log");
-        let log_file = std::fs::File::create(&log).map_err(|e| LocalNatsError::Dir(log.clone(), e))?;
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| LocalNatsError::Dir(log.clone(), e))?;
         let port = pick_port(PREFERRED_PORT);
         let child = Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
@@ -62,22 +70,34 @@ impl LocalNats {
             .map_err(LocalNatsError::Spawn)?;
         let ready_within = Duration::from_secs(10);
         let deadline = tokio::time::Instant::now() + ready_within;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             if tokio::time::Instant::now() > deadline {
                 return Err(LocalNatsError::NotReady(ready_within, log));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tracing::info!(port, store = %store.display(), "local nats-server started");
-        Ok(LocalNats { child, url: format!("nats://127.0.0.1:{port}"), port })
+        Ok(LocalNats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+        })
     }
 
     /// Stops the server (SIGTERM, then kill after a grace period) so its store is flushed.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
-        if tokio::time::timeout(Duration::from_secs(3), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }

@@ -9,7 +9,11 @@ use ngit_sync_shared::process;
 use ngit_sync_shared::CommonConfig;
 
 #[derive(Parser)]
-#[command(name = "ngit-sync", version, about = "Proactive sync of NIP-34 git events into a GRASP home relay")]
+#[command(
+    name = "ngit-sync",
+    version,
+    about = "Proactive sync of NIP-34 git events into a GRASP home relay"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +42,18 @@ enum Command {
     Watch {
         #[arg(long)]
         json: bool,
+    },
+    /// Ask a service over the NATS service API whether it runs (exit 0 if it answers within 2 s).
+    Ping {
+        /// discovery, connector, sink, batch-tracker or metrics-exporter
+        service: String,
+    },
+    /// Run only a home relay (nostr-relay-builder over LMDB), e.g. for a compose deployment.
+    Relay {
+        #[arg(long, default_value = "127.0.0.1:7777")]
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value = "./data/home-relay")]
+        data_dir: PathBuf,
     },
 }
 
@@ -71,6 +87,18 @@ async fn main() -> ExitCode {
         })
         .await,
         Command::Watch { json } => inspect(|bus| async move { ngit_sync::watch::watch(&bus, json, process::shutdown_on_signals()).await }).await,
+        Command::Ping { service } => inspect(|bus| async move { ngit_sync::ping::ping(&bus, &service).await }).await,
+        Command::Relay { addr, data_dir } => match ngit_sync::home_relay::HomeRelay::start_on(addr, &data_dir).await {
+            Ok(relay) => {
+                process::shutdown_on_signals().cancelled().await;
+                relay.stop();
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ngit-sync relay: {e}");
+                ExitCode::from(process::EXIT_FAILURE as u8)
+            }
+        },
     }
 }
 
@@ -80,11 +108,20 @@ where
     F: FnOnce(ngit_sync_shared::Bus) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let config = CommonConfig::from_lookup(&ngit_sync_shared::config::env()).unwrap_or_else(|e| process::exit_on_config_error(e));
-    let client = match tokio::time::timeout(std::time::Duration::from_secs(5), config.nats.connect("ngit-sync-cli")).await {
+    let config = CommonConfig::from_lookup(&ngit_sync_shared::config::env())
+        .unwrap_or_else(|e| process::exit_on_config_error(e));
+    let client = match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        config.nats.connect("ngit-sync-cli"),
+    )
+    .await
+    {
         Ok(Ok(c)) => c,
         _ => {
-            eprintln!("cannot reach NATS at {} (set NATS_URL)", config.nats.redacted_url());
+            eprintln!(
+                "cannot reach NATS at {} (set NATS_URL)",
+                config.nats.redacted_url()
+            );
             return ExitCode::from(process::EXIT_FAILURE as u8);
         }
     };

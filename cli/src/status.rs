@@ -18,7 +18,9 @@ pub struct RelayLine {
     pub owner: Option<String>,
 }
 
-async fn values<T: serde::de::DeserializeOwned>(store: &async_nats::jetstream::kv::Store) -> Result<BTreeMap<String, T>, String> {
+async fn values<T: serde::de::DeserializeOwned>(
+    store: &async_nats::jetstream::kv::Store,
+) -> Result<BTreeMap<String, T>, String> {
     let mut out = BTreeMap::new();
     let mut keys = store.keys().await.map_err(|e| e.to_string())?.boxed();
     while let Some(key) = keys.next().await {
@@ -44,7 +46,10 @@ pub async fn collect(bus: &Bus) -> Result<Vec<RelayLine>, String> {
             bootstrap: r.bootstrap,
             repos: r.repos,
             status: statuses.get(key).cloned(),
-            owner: leases.get(key).map(|l| l.worker.clone()).or_else(|| statuses.get(key).and_then(|s| s.owner.clone())),
+            owner: leases
+                .get(key)
+                .map(|l| l.worker.clone())
+                .or_else(|| statuses.get(key).and_then(|s| s.owner.clone())),
         })
         .collect();
     lines.sort_by(|a, b| a.url.cmp(&b.url));
@@ -53,7 +58,10 @@ pub async fn collect(bus: &Bus) -> Result<Vec<RelayLine>, String> {
 
 /// Formats lines as a table a person can read.
 pub fn render(lines: &[RelayLine], now_ms: u64) -> String {
-    let mut out = format!("{:<48} {:<18} {:<13} {:>8} {:<24} {}\n", "RELAY", "STATUS", "HEALTH", "FAILURES", "OWNER", "LAST CHANGE");
+    let mut out = format!(
+        "{:<48} {:<18} {:<13} {:>8} {:<24} {}\n",
+        "RELAY", "STATUS", "HEALTH", "FAILURES", "OWNER", "LAST CHANGE"
+    );
     for l in lines {
         let (status, health, failures, since) = match &l.status {
             Some(s) => (
@@ -64,8 +72,15 @@ pub fn render(lines: &[RelayLine], now_ms: u64) -> String {
             ),
             None => ("unknown", "-", 0, "-".to_string()),
         };
-        let url = if l.bootstrap { format!("{} (bootstrap)", l.url) } else { l.url.clone() };
-        out.push_str(&format!("{url:<48} {status:<18} {health:<13} {failures:>8} {:<24} {since}\n", l.owner.as_deref().unwrap_or("-")));
+        let url = if l.bootstrap {
+            format!("{} (bootstrap)", l.url)
+        } else {
+            l.url.clone()
+        };
+        out.push_str(&format!(
+            "{url:<48} {status:<18} {health:<13} {failures:>8} {:<24} {since}\n",
+            l.owner.as_deref().unwrap_or("-")
+        ));
     }
     if lines.is_empty() {
         out.push_str("(no relays: discovery has found none yet)\n");
@@ -102,13 +117,25 @@ mod tests {
                 open_batches: 0,
                 failed_batches: 0,
                 owner: Some("w1".into()),
-                health: Some(HealthReport { state: Health::Healthy, consecutive_failures: 3, next_attempt_ms: None, rate_limited_until_ms: None }),
+                health: Some(HealthReport {
+                    state: Health::Healthy,
+                    consecutive_failures: 3,
+                    next_attempt_ms: None,
+                    rate_limited_until_ms: None,
+                }),
             }),
             owner: Some("w1".into()),
         };
         let text = render(&[line], 121_000);
         let row = text.lines().nth(1).unwrap();
-        for part in ["wss://relay.example", "connected", "healthy", "3", "w1", "2m ago"] {
+        for part in [
+            "wss://relay.example",
+            "connected",
+            "healthy",
+            "3",
+            "w1",
+            "2m ago",
+        ] {
             assert!(row.contains(part), "{part} missing in {row}");
         }
         assert!(render(&[], 0).contains("no relays"));

@@ -33,7 +33,10 @@ pub enum UpError {
     #[error("cannot connect to NATS: {0}")]
     Connect(String),
     #[error("service {service} failed: {message}")]
-    Service { service: &'static str, message: String },
+    Service {
+        service: &'static str,
+        message: String,
+    },
 }
 
 /// Stand-ins used to validate the configuration before anything starts.
@@ -62,7 +65,10 @@ impl Configs {
 }
 
 /// The environment with the flags applied on top.
-pub fn settings(env: impl Iterator<Item = (String, String)>, opts: &UpOptions) -> HashMap<String, String> {
+pub fn settings(
+    env: impl Iterator<Item = (String, String)>,
+    opts: &UpOptions,
+) -> HashMap<String, String> {
     let mut map: HashMap<String, String> = env.collect();
     if let Some(b) = &opts.bootstrap {
         map.insert("NGIT_SYNC_BOOTSTRAP_RELAYS".into(), b.clone());
@@ -74,14 +80,23 @@ pub fn settings(env: impl Iterator<Item = (String, String)>, opts: &UpOptions) -
 }
 
 /// Runs until `shutdown` is cancelled or a service fails.
-pub async fn up(opts: UpOptions, mut settings: HashMap<String, String>, shutdown: CancellationToken) -> Result<(), UpError> {
+pub async fn up(
+    opts: UpOptions,
+    mut settings: HashMap<String, String>,
+    shutdown: CancellationToken,
+) -> Result<(), UpError> {
     // Validate everything before starting anything.
     let mut check = settings.clone();
-    check.entry("NATS_URL".into()).or_insert_with(|| PLACEHOLDER_NATS.into());
-    check.entry("NGIT_SYNC_HOME_RELAY".into()).or_insert_with(|| PLACEHOLDER_HOME.into());
+    check
+        .entry("NATS_URL".into())
+        .or_insert_with(|| PLACEHOLDER_NATS.into());
+    check
+        .entry("NGIT_SYNC_HOME_RELAY".into())
+        .or_insert_with(|| PLACEHOLDER_HOME.into());
     Configs::read(&check)?;
 
-    std::fs::create_dir_all(&opts.data_dir).map_err(|e| LocalNatsError::Dir(opts.data_dir.clone(), e))?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .map_err(|e| LocalNatsError::Dir(opts.data_dir.clone(), e))?;
     let nats = match settings.get("NATS_URL") {
         Some(_) => None,
         None => {
@@ -111,30 +126,67 @@ pub async fn up(opts: UpOptions, mut settings: HashMap<String, String>, shutdown
 async fn run_services(configs: Configs, shutdown: CancellationToken) -> Result<(), UpError> {
     let connect = |name: &'static str, common: &ngit_sync_shared::CommonConfig| {
         let nats = common.nats.clone();
-        async move { nats.connect(name).await.map_err(|e| UpError::Connect(e.to_string())) }
+        async move {
+            nats.connect(name)
+                .await
+                .map_err(|e| UpError::Connect(e.to_string()))
+        }
     };
     let stop = shutdown.child_token();
     let tasks = TaskTracker::new();
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<UpError>(8);
-    let spawn = |service: &'static str, fut: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>| {
-        let failed = failed_tx.clone();
-        tasks.spawn(async move {
-            if let Err(message) = fut.await {
-                tracing::error!(service, error = %message, "service failed");
-                let _ = failed.send(UpError::Service { service, message }).await;
-            }
-        });
-    };
+    let spawn =
+        |service: &'static str,
+         fut: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>| {
+            let failed = failed_tx.clone();
+            tasks.spawn(async move {
+                if let Err(message) = fut.await {
+                    tracing::error!(service, error = %message, "service failed");
+                    let _ = failed.send(UpError::Service { service, message }).await;
+                }
+            });
+        };
     let c = connect("sink", &configs.sink.common).await?;
-    spawn("sink", Box::pin(report(ngit_sync_sink::run(configs.sink, c, stop.clone()))));
+    spawn(
+        "sink",
+        Box::pin(report(ngit_sync_sink::run(configs.sink, c, stop.clone()))),
+    );
     let c = connect("discovery", &configs.discovery.common).await?;
-    spawn("discovery", Box::pin(report(ngit_sync_discovery::run(configs.discovery, c, stop.clone()))));
+    spawn(
+        "discovery",
+        Box::pin(report(ngit_sync_discovery::run(
+            configs.discovery,
+            c,
+            stop.clone(),
+        ))),
+    );
     let c = connect("batch-tracker", &configs.tracker.common).await?;
-    spawn("batch-tracker", Box::pin(report(ngit_sync_batch_tracker::run(configs.tracker, c, stop.clone()))));
+    spawn(
+        "batch-tracker",
+        Box::pin(report(ngit_sync_batch_tracker::run(
+            configs.tracker,
+            c,
+            stop.clone(),
+        ))),
+    );
     let c = connect("metrics-exporter", &configs.exporter.common).await?;
-    spawn("metrics-exporter", Box::pin(report(ngit_sync_metrics_exporter::run(configs.exporter, c, stop.clone()))));
+    spawn(
+        "metrics-exporter",
+        Box::pin(report(ngit_sync_metrics_exporter::run(
+            configs.exporter,
+            c,
+            stop.clone(),
+        ))),
+    );
     let c = connect("connector", &configs.connector.common).await?;
-    spawn("connector", Box::pin(report(ngit_sync_connector::run(configs.connector, c, stop.clone()))));
+    spawn(
+        "connector",
+        Box::pin(report(ngit_sync_connector::run(
+            configs.connector,
+            c,
+            stop.clone(),
+        ))),
+    );
     tasks.close();
     drop(failed_tx);
 
@@ -145,7 +197,10 @@ async fn run_services(configs: Configs, shutdown: CancellationToken) -> Result<(
     };
     stop.cancel();
     // Services stop within their own grace; this bound keeps `up` within SIGTERM's promise.
-    if tokio::time::timeout(SHUTDOWN_GRACE - Duration::from_secs(1), tasks.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE - Duration::from_secs(1), tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("services did not stop within the grace period");
     }
     match failure.or_else(|| failed_rx.try_recv().ok()) {
@@ -154,6 +209,8 @@ async fn run_services(configs: Configs, shutdown: CancellationToken) -> Result<(
     }
 }
 
-async fn report<E: std::fmt::Display>(fut: impl Future<Output = Result<(), E>>) -> Result<(), String> {
+async fn report<E: std::fmt::Display>(
+    fut: impl Future<Output = Result<(), E>>,
+) -> Result<(), String> {
     fut.await.map_err(|e| e.to_string())
 }

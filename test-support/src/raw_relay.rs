@@ -45,6 +45,9 @@ pub struct RawRelayOptions {
     /// Send events that do not parse as nostr events with every REQ (subject to `since`/`until`
     /// when they carry a numeric `created_at`); otherwise they are never sent.
     pub serve_unconditionally: bool,
+    /// Answer every REQ with every stored event in its time range, whatever else the filter
+    /// says: a relay that sends what nobody asked for.
+    pub ignore_filters: bool,
     /// Complete the WebSocket handshake, then close at once.
     pub accept_then_close: bool,
     /// Cap on events per filter, like a relay's configured maximum, to force pagination.
@@ -74,6 +77,12 @@ impl RawRelayOptions {
     /// Also send events that do not parse.
     pub fn serve_unconditionally(mut self) -> Self {
         self.serve_unconditionally = true;
+        self
+    }
+
+    /// Send every stored event with every REQ, ignoring kinds, tags and authors.
+    pub fn ignore_filters(mut self) -> Self {
+        self.ignore_filters = true;
         self
     }
 

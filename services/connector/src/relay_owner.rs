@@ -17,10 +17,10 @@ use crate::config::Config;
 use crate::health::{Backoff, HealthTracker};
 use crate::lease::{self, LeaseError};
 use crate::ownership::Ended;
-use ngit_sync_shared::socket::{self, SocketReader as Reader, SocketWriter as Writer};
 use crate::relay_state::{self, StateWriter};
 use crate::session;
 use crate::targets_watcher::Targets;
+use ngit_sync_shared::socket::{self, SocketReader as Reader, SocketWriter as Writer};
 
 /// Bound on each step of a wind-down (state write, news), so shutdown fits its grace.
 const WIND_DOWN_STEP: Duration = Duration::from_secs(2);

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::historic;
 use crate::relay_owner::{Owned, OwnerContext, StopSignal};
-use ngit_sync_shared::socket::{SocketReader as Reader, SocketWriter as Writer};
 use crate::relay_state;
 use crate::syncer::{Action, PublishJob, Syncer, SyncerConfig};
+use ngit_sync_shared::socket::{SocketReader as Reader, SocketWriter as Writer};
 
 /// Timer resolution of the syncer (EOSE deadlines, rate-limit ends, retries).
 const TICK: Duration = Duration::from_millis(250);

@@ -28,14 +28,13 @@ impl StoredEvent {
         }
     }
 
-    fn matches(&self, filter: &Filter, unconditional: bool) -> bool {
+    fn matches(&self, filter: &Filter, unconditional: bool, ignore_filters: bool) -> bool {
+        let in_time = filter.since.is_none_or(|t| self.created_at >= t.as_secs())
+            && filter.until.is_none_or(|t| self.created_at <= t.as_secs());
         match &self.parsed {
+            Some(_) if ignore_filters => in_time,
             Some(event) => filter.match_event(event, MatchEventOptions::new()),
-            None => {
-                unconditional
-                    && filter.since.is_none_or(|t| self.created_at >= t.as_secs())
-                    && filter.until.is_none_or(|t| self.created_at <= t.as_secs())
-            }
+            None => unconditional && in_time,
         }
     }
 }
@@ -122,7 +121,7 @@ fn select<'a>(
         let mut matching: Vec<(usize, &StoredEvent)> = events
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.matches(filter, opts.serve_unconditionally))
+            .filter(|(_, e)| e.matches(filter, opts.serve_unconditionally, opts.ignore_filters))
             .collect();
         matching.sort_by(|(_, a), (_, b)| newest_first(a, b));
         let limit = match (filter.limit, opts.max_limit) {
