@@ -35,7 +35,8 @@ RUN groupadd --system --gid 10001 ngit \
 COPY --from=build /out/ /usr/local/bin/
 USER ngit:ngit
 WORKDIR /data
-ENV RUST_LOG=info
+# Plain log lines: docker logs and log shippers show escape codes as garbage.
+ENV RUST_LOG=info NO_COLOR=1
 LABEL org.opencontainers.image.title="ngit-sync" \
       org.opencontainers.image.description="Proactive sync of NIP-34 git events into a GRASP home relay" \
       org.opencontainers.image.licenses="MIT"

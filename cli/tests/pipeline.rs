@@ -122,6 +122,23 @@ async fn home_relay_gets_exactly_the_related_events_of_three_relays_and_metrics_
         },
     )
     .await?;
+    // `ngit-sync status`: one line per relay from the KV buckets.
+    let lines = ngit_sync::status::collect(&stack.bus)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(lines.len(), 3);
+    let table = ngit_sync::status::render(&lines, ngit_sync_shared::messages::now_ms());
+    for u in &urls {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(u.as_str()))
+            .expect("a line per relay");
+        assert!(
+            row.contains(" connected ") && row.contains("healthy"),
+            "{row}"
+        );
+    }
+
     let m = stack.metrics().await?;
     assert!(m.has_type("ngit_sync_events_synced_total", "counter"));
     assert!(m.has_type("ngit_sync_relay_connected", "gauge"));
@@ -287,7 +304,7 @@ async fn forged_and_unrequested_events_never_reach_the_home_relay_and_are_counte
     let mut served: Vec<String> = corpus
         .all_related()
         .iter()
-        .map(|e| nostr::JsonUtil::as_json(e))
+        .map(nostr::JsonUtil::as_json)
         .collect();
     served.extend(bad.broken());
     served.push(nostr::JsonUtil::as_json(&bad.unrelated));

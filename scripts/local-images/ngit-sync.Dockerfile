@@ -10,6 +10,7 @@ RUN groupadd --system --gid 10001 ngit \
 COPY bin/ /usr/local/bin/
 USER ngit:ngit
 WORKDIR /data
-ENV RUST_LOG=info
+# Plain log lines: docker logs and log shippers show escape codes as garbage.
+ENV RUST_LOG=info NO_COLOR=1
 LABEL org.opencontainers.image.title="ngit-sync" ngit-sync.local-image="true"
 CMD ["ngit-sync", "--help"]
