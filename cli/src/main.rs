@@ -48,6 +48,8 @@ enum Command {
         /// discovery, connector, sink, batch-tracker or metrics-exporter
         service: String,
     },
+    /// Run one service (discovery, connector, sink, batch-tracker, metrics-exporter) in this process.
+    Run { service: String },
     /// Run only a home relay (nostr-relay-builder over LMDB), e.g. for a compose deployment.
     Relay {
         #[arg(long, default_value = "127.0.0.1:7777")]
@@ -87,6 +89,17 @@ async fn main() -> ExitCode {
         })
         .await,
         Command::Watch { json } => inspect(|bus| async move { ngit_sync::watch::watch(&bus, json, process::shutdown_on_signals()).await }).await,
+        Command::Run { service } => {
+            let settings: std::collections::HashMap<String, String> = std::env::vars().collect();
+            match ngit_sync::run::run(&service, &settings, process::shutdown_on_signals()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(UpError::Config(e)) => process::exit_on_config_error(e),
+                Err(e) => {
+                    eprintln!("ngit-sync run {service}: {e}");
+                    ExitCode::from(process::EXIT_FAILURE as u8)
+                }
+            }
+        }
         Command::Ping { service } => inspect(|bus| async move { ngit_sync::ping::ping(&bus, &service).await }).await,
         Command::Relay { addr, data_dir } => match ngit_sync::home_relay::HomeRelay::start_on(addr, &data_dir).await {
             Ok(relay) => {

@@ -73,3 +73,20 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
         assert!(lines[0].contains(var), "{var} named in {stderr}");
     }
 }
+
+#[test]
+fn run_of_an_unknown_service_or_with_bad_settings_exits_2() {
+    let out = std::process::Command::new(BIN)
+        .args(["run", "nosuch"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    let out = std::process::Command::new(BIN)
+        .args(["run", "sink"])
+        .env_remove("NGIT_SYNC_HOME_RELAY")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "the sink needs a home relay");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NGIT_SYNC_HOME_RELAY"));
+}
