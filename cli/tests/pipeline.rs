@@ -190,7 +190,11 @@ async fn an_announcement_added_later_brings_its_relay_through_syncing_to_connect
     relays[0].publish(&repo_a.all_events()).await?;
     relays[1].publish(&repo_b.all_events()).await?;
     let ann_a = announce(repo_a, &[first.clone()]);
-    let stack = Stack::start(std::slice::from_ref(&ann_a)).await?;
+    // This run speaks JSON on the bus, the wire an operator picks to read it with the NATS CLI.
+    let stack = Stack::start_with(std::slice::from_ref(&ann_a), |s| {
+        s.insert("NGIT_SYNC_WIRE".into(), "json".into());
+    })
+    .await?;
     stack
         .wait_status(&[first.clone()], ConnectionStatus::Connected, SYNC_WITHIN)
         .await?;
