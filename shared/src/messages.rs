@@ -209,7 +209,8 @@ pub struct OutcomeItem {
     pub relay: RelayUrl,
     /// The home relay's message for duplicates and rejections.
     pub reason: Option<String>,
-    /// The event JSON, only for kinds discovery reads (announcements and root events).
+    /// The event JSON for kinds discovery reads (announcements and root events); for other
+    /// kinds a sketch of it, content emptied (the home index needs time, kind and tags).
     pub event: Option<String>,
 }
 
@@ -304,6 +305,10 @@ pub struct IndexItemsRequest {
     /// Filters as nostr JSON.
     pub filters: Vec<String>,
 }
+
+/// [`IndexItemsChunk::error`] while discovery has not read the home relay's history yet:
+/// ask again shortly rather than fall back to REQ.
+pub const INDEX_NOT_READY: &str = "not ready";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexItemsChunk {

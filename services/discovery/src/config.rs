@@ -13,6 +13,8 @@ pub const ENV_BOOTSTRAP_RELAYS: &str = "NGIT_SYNC_BOOTSTRAP_RELAYS";
 pub const ENV_WINDOW: &str = "NGIT_SYNC_DISCOVERY_WINDOW";
 /// Count a repo only when its announcement lists this relay URL.
 pub const ENV_REQUIRE_LISTED: &str = "NGIT_SYNC_REQUIRE_LISTED";
+/// Directory of the home index's LMDB store; unset keeps the index in memory.
+pub const ENV_HOME_INDEX_PATH: &str = "NGIT_SYNC_HOME_INDEX_PATH";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,6 +28,10 @@ pub struct Config {
     /// `NGIT_SYNC_REQUIRE_LISTED`: for home relays that accept every announcement, count a
     /// repo only when its `relays` tag lists this URL (default: count every announcement).
     pub require_listed: Option<RelayUrl>,
+    /// `NGIT_SYNC_HOME_INDEX_PATH`: where the home index keeps its LMDB store. Unset (the
+    /// default) keeps it in memory: it is refilled from the home relay at every start anyway,
+    /// LMDB only saves memory on big home relays.
+    pub home_index_path: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -60,6 +66,7 @@ impl Config {
             bootstrap: config::relays(lookup, ENV_BOOTSTRAP_RELAYS)?,
             window,
             require_listed,
+            home_index_path: config::value(lookup, ENV_HOME_INDEX_PATH).map(Into::into),
         })
     }
 
@@ -71,6 +78,7 @@ impl Config {
             bootstrap: Vec::new(),
             window: constants::DISCOVERY_WINDOW,
             require_listed: None,
+            home_index_path: None,
         }
     }
 
@@ -140,5 +148,11 @@ mod tests {
         }
         let c = Config::from_lookup(&map(&[home, (ENV_WINDOW, "200ms")])).unwrap();
         assert_eq!(c.window, Duration::from_millis(200));
+        assert_eq!(
+            c.home_index_path, None,
+            "the home index lives in memory by default"
+        );
+        let c = Config::from_lookup(&map(&[home, (ENV_HOME_INDEX_PATH, "/var/lib/idx")])).unwrap();
+        assert_eq!(c.home_index_path, Some("/var/lib/idx".into()));
     }
 }

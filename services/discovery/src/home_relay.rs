@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ngit_sync_shared::constants::{BATCH_EOSE_TIMEOUT, CONNECT_TIMEOUT, PAGE_LIMIT};
 use ngit_sync_shared::socket::{self, Incoming, SocketError, SocketReader, SocketWriter};
-use ngit_sync_shared::{nip34, Bus, RelayUrl};
-use nostr::{ClientMessage, Filter, Kind, RelayMessage, SubscriptionId};
+use ngit_sync_shared::{Bus, RelayUrl};
+use nostr::{ClientMessage, Filter, RelayMessage, SubscriptionId};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -252,9 +252,10 @@ async fn next_message(
     }
 }
 
-/// Every kind discovery reads: announcements and root events.
+/// Everything: the targets task folds announcements and root events, and the home index
+/// keeps whatever a sync filter can select (tags cannot be asked for by name alone).
 fn filter() -> Filter {
-    Filter::new().kinds(nip34::DISCOVERY_KINDS.map(Kind::from))
+    Filter::new()
 }
 
 fn history_sub(page: u32) -> SubscriptionId {

@@ -11,7 +11,9 @@
 //! - [`window`]: the batching window
 //! - [`watermark`]: when the discovery watermark may advance
 //! - [`history`]: paging through the home relay's history whatever its cap
-//! - [`feed`]: what the targets task is fed (the seam for the home index)
+//! - [`feed`]: what the targets task is fed; the home index takes its copy on the way
+//! - [`home_index`]: the home index (negentropy items), in a nostr store
+//! - [`index_server`]: answers `index.items` from the home index
 //! - [`home_relay`]: the home relay reader (history, live, reconnects)
 //! - [`outcomes`]: the OUTCOMES consumer
 //! - [`targets`]: the task that owns the index and writes the targets
@@ -21,8 +23,10 @@ pub mod changes;
 pub mod config;
 pub mod feed;
 pub mod history;
+pub mod home_index;
 pub mod home_relay;
 pub mod index;
+pub mod index_server;
 pub mod outcomes;
 pub mod store;
 pub mod targets;
@@ -64,6 +68,8 @@ pub enum Error {
     TaskEnded(&'static str),
     #[error("task panicked: {0}")]
     TaskPanicked(String),
+    #[error(transparent)]
+    HomeIndex(#[from] home_index::IndexError),
 }
 
 /// Runs discovery until `shutdown` is cancelled; `Err` if it cannot start or a task died.
@@ -92,7 +98,11 @@ pub async fn run(
         own_urls: config.own_urls(),
         require_listed: config.require_listed.clone(),
     });
-    let (feed, feed_rx) = mpsc::channel(feed::FEED_CAPACITY);
+    let index_store = home_index::IndexStore::open(config.home_index_path.as_ref())?;
+    // Readers feed the home index, which hands every message on to the targets task.
+    let (feed, index_rx) = mpsc::channel(feed::FEED_CAPACITY);
+    let (index_tx, feed_rx) = mpsc::channel(feed::FEED_CAPACITY);
+    let index_writer = home_index::IndexWriter::new(index_store.clone());
     let targets = Targets::new(
         bus.clone(),
         index,
@@ -101,7 +111,10 @@ pub async fn run(
         watermark,
     );
     let home = HomeReader::new(config.home_relay.clone(), bus.clone(), feed.clone());
-    let outcomes = OutcomeReader { bus, feed };
+    let outcomes = OutcomeReader {
+        bus: bus.clone(),
+        feed,
+    };
 
     let stop = shutdown.child_token();
     let mut tasks = JoinSet::new();
@@ -109,6 +122,16 @@ pub async fn run(
     tasks.spawn(async move {
         targets.run(feed_rx, s).await;
         "targets"
+    });
+    let s = stop.clone();
+    tasks.spawn(async move {
+        home_index::run(index_writer, index_rx, index_tx, s).await;
+        "home index"
+    });
+    let s = stop.clone();
+    tasks.spawn(async move {
+        index_server::serve(bus, index_store, s).await;
+        "home index server"
     });
     let s = stop.clone();
     tasks.spawn(async move {
