@@ -103,6 +103,23 @@ pub struct Ledger {
 /// limits never count: they say nothing about the event.
 pub const MAX_ERROR_ANSWERS: u32 = 6;
 
+/// A replaceable or addressable event (repository announcements and states among them) that
+/// errors twice is almost surely older than the version the relay holds: relays keep superseded
+/// announcements for ever, so waiting the full count would stall every cold sync.
+pub const MAX_ERROR_ANSWERS_REPLACEABLE: u32 = 2;
+
+fn error_answers_allowed(kind: u16) -> u32 {
+    let replaceable = kind == 0
+        || kind == 3
+        || (10_000..20_000).contains(&kind)
+        || (30_000..40_000).contains(&kind);
+    if replaceable {
+        MAX_ERROR_ANSWERS_REPLACEABLE
+    } else {
+        MAX_ERROR_ANSWERS
+    }
+}
+
 impl Ledger {
     pub fn new(retry: RetryPolicy, ok_timeout: Duration) -> Ledger {
         Ledger {
@@ -363,7 +380,9 @@ impl Ledger {
             entry.accepted_at_first_error = accepted;
         }
         entry.error_answers += 1;
-        if entry.error_answers < MAX_ERROR_ANSWERS || accepted <= entry.accepted_at_first_error {
+        if entry.error_answers < error_answers_allowed(entry.event.kind)
+            || accepted <= entry.accepted_at_first_error
+        {
             return None;
         }
         let verdict = Verdict {

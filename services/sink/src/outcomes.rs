@@ -4,6 +4,7 @@
 use ngit_sync_shared::messages::OutcomeItem;
 use ngit_sync_shared::nip34::DISCOVERY_KINDS;
 use ngit_sync_shared::status::Outcome;
+use nostr::{Event, JsonUtil};
 
 use crate::ledger::{Held, Verdict};
 
@@ -56,7 +57,9 @@ fn empty(outcome: Outcome) -> Chunk {
     }
 }
 
-/// The event JSON travels only for the kinds discovery reads.
+/// The event JSON travels whole for the kinds discovery reads; every other event travels as a
+/// sketch (content emptied) so discovery's home index learns its time and tags in step with
+/// the watermark, for saved and duplicate (have) and rejected (do not fetch again) alike.
 fn item(held: &Held, verdict: &Verdict) -> OutcomeItem {
     OutcomeItem {
         id: held.id.clone(),
@@ -64,10 +67,27 @@ fn item(held: &Held, verdict: &Verdict) -> OutcomeItem {
         seq: held.seq,
         relay: held.relay.clone(),
         reason: verdict.reason.clone(),
-        event: DISCOVERY_KINDS
-            .contains(&held.kind)
-            .then(|| held.json.clone()),
+        event: match DISCOVERY_KINDS.contains(&held.kind) {
+            true => Some(held.json.clone()),
+            false => sketch(&held.json),
+        },
     }
+}
+
+/// The event without its content: what a filter can select it by. Its id no longer matches
+/// its content; readers use it for matching only.
+fn sketch(json: &str) -> Option<String> {
+    let event = Event::from_json(json).ok()?;
+    let sketch = Event::new(
+        event.id,
+        event.pubkey,
+        event.created_at,
+        event.kind,
+        event.tags,
+        "",
+        event.sig,
+    );
+    Some(sketch.as_json())
 }
 
 #[cfg(test)]
@@ -124,6 +144,21 @@ mod tests {
     }
 
     #[test]
+    fn other_kinds_carry_a_sketch_without_content() {
+        let event = nostr::EventBuilder::new(nostr::Kind::Custom(1111), "x".repeat(4_000))
+            .tags([nostr::Tag::parse(["a", "30617:abc:repo"]).unwrap()])
+            .sign_with_keys(&nostr::Keys::generate())
+            .unwrap();
+        let mut h = held(1, 1111, 0);
+        h.json = event.as_json();
+        let finals = [(h, verdict(Outcome::Rejected, Some("blocked: no repo")))];
+        let chunks = chunks(finals.iter().map(|(h, v)| (h, v)));
+        let sketch = Event::from_json(chunks[0].items[0].event.as_deref().unwrap()).unwrap();
+        assert_eq!((sketch.id, &sketch.tags), (event.id, &event.tags));
+        assert!(sketch.content.is_empty());
+    }
+
+    #[test]
     fn only_discovery_kinds_carry_their_json() {
         let finals = [
             (
@@ -134,7 +169,7 @@ mod tests {
         ];
         let chunks = chunks(finals.iter().map(|(h, v)| (h, v)));
         assert_eq!(chunks[0].items[0].event.as_deref(), Some("xxxxx"));
-        assert_eq!(chunks[0].items[1].event, None);
+        assert_eq!(chunks[0].items[1].event, None, "not an event: no sketch");
     }
 
     #[test]

@@ -259,3 +259,28 @@ fn error_answers_while_the_relay_accepts_nothing_are_retried_for_ever() {
         now += Duration::from_secs(2);
     }
 }
+
+#[test]
+fn an_older_announcement_the_relay_errors_on_twice_is_rejected_at_once() {
+    let mut now = Instant::now();
+    let mut l = ledger();
+    let mut announcement = held(1, "old-announcement");
+    announcement.kind = 30617;
+    l.admit(announcement, now);
+    l.admit(held(2, "fine"), now);
+    assert_eq!(l.take_sendable(now), vec![1, 2]);
+    assert_eq!(
+        outcome(l.answer("old-announcement", false, "error: unknown", now)),
+        None
+    );
+    assert_eq!(
+        outcome(l.answer("fine", true, "", now)),
+        Some(Outcome::Saved)
+    );
+    now += Duration::from_secs(2);
+    assert_eq!(l.take_sendable(now), vec![1]);
+    assert_eq!(
+        outcome(l.answer("old-announcement", false, "error: unknown", now)),
+        Some(Outcome::Rejected)
+    );
+}
