@@ -41,6 +41,17 @@ pub struct Config {
     pub backoff_cap: Duration,
     /// Connected this long, a relay's failure count resets (`NGIT_SYNC_STABLE_AFTER`).
     pub stable_after: Duration,
+    /// Failing continuously this long, a relay is Dead (`NGIT_SYNC_DEAD_AFTER`).
+    pub dead_after: Duration,
+    /// A Dead relay is tried once per this (`NGIT_SYNC_DEAD_RETRY`).
+    pub dead_retry: Duration,
+    /// A connected relay gets a fresh start (daily reconciliation) at a random time between
+    /// these after its last one (`NGIT_SYNC_DAILY_MIN`, `NGIT_SYNC_DAILY_MAX`).
+    pub daily_min: Duration,
+    pub daily_max: Duration,
+    /// Past this many live filters on one relay they are consolidated
+    /// (`NGIT_SYNC_LIVE_FILTER_CONSOLIDATION`).
+    pub live_filter_consolidation: usize,
     /// No REQ for this long after a relay says it rate-limits us
     /// (`NGIT_SYNC_RATE_LIMIT_COOLDOWN`).
     pub rate_limit_cooldown: Duration,
@@ -54,6 +65,9 @@ pub struct Config {
     pub batch_retry: Duration,
     /// Bound on a graceful stop (`NGIT_SYNC_SHUTDOWN_GRACE`).
     pub shutdown_grace: Duration,
+    /// Historic sync tries NIP-77 negentropy first on relays not known to lack it
+    /// (`NGIT_SYNC_NEGENTROPY`, default true; false syncs every relay by REQ).
+    pub negentropy: bool,
 }
 
 impl Config {
@@ -73,12 +87,18 @@ impl Config {
             backoff_base: constants::BACKOFF_BASE,
             backoff_cap: constants::BACKOFF_CAP,
             stable_after: constants::STABLE_AFTER,
+            dead_after: constants::DEAD_AFTER,
+            dead_retry: constants::DEAD_RETRY,
+            daily_min: constants::DAILY_MIN,
+            daily_max: constants::DAILY_MAX,
+            live_filter_consolidation: constants::LIVE_FILTER_CONSOLIDATION,
             rate_limit_cooldown: constants::RATE_LIMIT_COOLDOWN,
             max_filters_per_req: constants::MAX_FILTERS_PER_REQ,
             max_historic_subscriptions: constants::MAX_HISTORIC_SUBSCRIPTIONS,
             publish_in_flight: DEFAULT_PUBLISH_IN_FLIGHT,
             batch_retry: DEFAULT_BATCH_RETRY,
             shutdown_grace: constants::SHUTDOWN_GRACE,
+            negentropy: true,
         }
     }
 
@@ -116,6 +136,15 @@ impl Config {
             backoff_base: duration_or(lookup, "NGIT_SYNC_BACKOFF_BASE", d.backoff_base)?,
             backoff_cap: duration_or(lookup, "NGIT_SYNC_BACKOFF_CAP", d.backoff_cap)?,
             stable_after: duration_or(lookup, "NGIT_SYNC_STABLE_AFTER", d.stable_after)?,
+            dead_after: duration_or(lookup, "NGIT_SYNC_DEAD_AFTER", d.dead_after)?,
+            dead_retry: duration_or(lookup, "NGIT_SYNC_DEAD_RETRY", d.dead_retry)?,
+            daily_min: duration_or(lookup, "NGIT_SYNC_DAILY_MIN", d.daily_min)?,
+            daily_max: duration_or(lookup, "NGIT_SYNC_DAILY_MAX", d.daily_max)?,
+            live_filter_consolidation: parse_or(
+                lookup,
+                "NGIT_SYNC_LIVE_FILTER_CONSOLIDATION",
+                d.live_filter_consolidation,
+            )?,
             rate_limit_cooldown: duration_or(
                 lookup,
                 "NGIT_SYNC_RATE_LIMIT_COOLDOWN",
@@ -138,6 +167,7 @@ impl Config {
             )?,
             batch_retry: duration_or(lookup, "NGIT_SYNC_BATCH_RETRY", d.batch_retry)?,
             shutdown_grace: duration_or(lookup, "NGIT_SYNC_SHUTDOWN_GRACE", d.shutdown_grace)?,
+            negentropy: bool_or(lookup, "NGIT_SYNC_NEGENTROPY", d.negentropy)?,
         };
         config.validate()?;
         Ok(config)
@@ -162,6 +192,8 @@ impl Config {
             ("NGIT_SYNC_LEASE_RENEW", self.lease_renew),
             ("NGIT_SYNC_BACKOFF_BASE", self.backoff_base),
             ("NGIT_SYNC_SHUTDOWN_GRACE", self.shutdown_grace),
+            ("NGIT_SYNC_DEAD_RETRY", self.dead_retry),
+            ("NGIT_SYNC_DAILY_MIN", self.daily_min),
         ];
         for (var, value) in positive {
             if value.is_zero() {
@@ -177,6 +209,10 @@ impl Config {
                 self.max_historic_subscriptions,
             ),
             ("NGIT_SYNC_PUBLISH_IN_FLIGHT", self.publish_in_flight),
+            (
+                "NGIT_SYNC_LIVE_FILTER_CONSOLIDATION",
+                self.live_filter_consolidation,
+            ),
         ];
         for (var, value) in counts {
             if value == 0 {
@@ -189,6 +225,15 @@ impl Config {
                 format!(
                     "{:?} is below NGIT_SYNC_BACKOFF_BASE {:?}",
                     self.backoff_cap, self.backoff_base
+                ),
+            );
+        }
+        if self.daily_max < self.daily_min {
+            return fail(
+                "NGIT_SYNC_DAILY_MAX",
+                format!(
+                    "{:?} is below NGIT_SYNC_DAILY_MIN {:?}",
+                    self.daily_max, self.daily_min
                 ),
             );
         }
@@ -259,6 +304,18 @@ mod tests {
         assert_eq!(c.page_limit, 500);
         assert_eq!(c.eose_timeout, Duration::from_secs(60));
         assert_eq!(c.max_event_bytes, 512 * 1024);
+        assert_eq!(c.dead_after, Duration::from_secs(24 * 3600));
+        assert_eq!(c.dead_retry, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            (c.daily_min, c.daily_max),
+            (
+                Duration::from_secs(23 * 3600),
+                Duration::from_secs(25 * 3600)
+            )
+        );
+        assert_eq!(c.rate_limit_cooldown, Duration::from_secs(65));
+        assert_eq!(c.stable_after, Duration::from_secs(300));
+        assert_eq!(c.live_filter_consolidation, 70);
         assert!(!c.allow_private);
         assert!(c.worker_id.starts_with("box_example-"), "{}", c.worker_id);
         assert!(is_valid_kv_key(&c.worker_id));
@@ -274,6 +331,11 @@ mod tests {
             ("NGIT_SYNC_BACKOFF_BASE", "100ms"),
             ("NGIT_SYNC_BACKOFF_CAP", "1s"),
             ("NGIT_SYNC_RATE_LIMIT_COOLDOWN", "300ms"),
+            ("NGIT_SYNC_DEAD_AFTER", "3s"),
+            ("NGIT_SYNC_DEAD_RETRY", "2s"),
+            ("NGIT_SYNC_DAILY_MIN", "5s"),
+            ("NGIT_SYNC_DAILY_MAX", "6s"),
+            ("NGIT_SYNC_LIVE_FILTER_CONSOLIDATION", "12"),
         ]))
         .unwrap();
         assert_eq!(c.worker_id, "w1");
@@ -282,6 +344,13 @@ mod tests {
         assert_eq!(c.page_limit, 50);
         assert_eq!(c.backoff_base, Duration::from_millis(100));
         assert_eq!(c.rate_limit_cooldown, Duration::from_millis(300));
+        assert_eq!(c.dead_after, Duration::from_secs(3));
+        assert_eq!(c.dead_retry, Duration::from_secs(2));
+        assert_eq!(
+            (c.daily_min, c.daily_max),
+            (Duration::from_secs(5), Duration::from_secs(6))
+        );
+        assert_eq!(c.live_filter_consolidation, 12);
     }
 
     #[test]
@@ -294,6 +363,8 @@ mod tests {
             ("NGIT_SYNC_EOSE_TIMEOUT", "soon"),
             ("NGIT_SYNC_BACKOFF_CAP", "1s"),
             ("NGIT_SYNC_LEASE_RENEW", "8s"),
+            ("NGIT_SYNC_DAILY_MAX", "1h"),
+            ("NGIT_SYNC_DEAD_RETRY", "0s"),
         ] {
             let e = Config::from_lookup(&map(&[(var, value)])).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}: {e}");

@@ -7,25 +7,32 @@ use nostr::{EventId, Filter, Timestamp};
 
 use crate::work::Items;
 
-/// How a batch fetches history. NIP-77 negentropy joins REQ later; [`method_for`] is where
-/// a relay's support will pick it.
+/// How a batch fetches history; [`method_for`] picks it from what the relay is known to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoricMethod {
     /// REQ pages of `limit` with `until` walking back, until EOSE of a short page.
     Req,
+    /// NIP-77 against the home index, then REQ `{ids}` for what the relay has and we lack
+    /// (`syncer/reconcile.rs`); catch-up batches of a quick reconnect still use REQ.
+    Negentropy,
 }
 
 impl HistoricMethod {
     pub fn sync_method(self) -> SyncMethod {
         match self {
             Self::Req => SyncMethod::Req,
+            Self::Negentropy => SyncMethod::Negentropy,
         }
     }
 }
 
-/// The method for a relay given what it is known to support (`RelayState::negentropy`).
-pub fn method_for(_negentropy: Option<bool>) -> HistoricMethod {
-    HistoricMethod::Req
+/// The method for a relay given what it is known to support (`RelayState::negentropy`):
+/// negentropy unless the relay showed it does not speak it.
+pub fn method_for(negentropy: Option<bool>) -> HistoricMethod {
+    match negentropy {
+        Some(false) => HistoricMethod::Req,
+        _ => HistoricMethod::Negentropy,
+    }
 }
 
 /// How a batch ended.
@@ -56,6 +63,8 @@ pub struct Batch {
     last_seq: u64,
     pages: u32,
     failure: Option<String>,
+    /// Negentropy batches: ids that arrived, so fetch rounds know what is still missing.
+    received: Option<std::collections::HashSet<EventId>>,
 }
 
 impl Batch {
@@ -86,6 +95,7 @@ impl Batch {
             last_seq: 0,
             pages: 0,
             failure: None,
+            received: (method == HistoricMethod::Negentropy).then(Default::default),
         }
     }
 
@@ -107,6 +117,45 @@ impl Batch {
         if let Some(f) = self.filters.get_mut(idx) {
             f.paged.observe(id, created_at);
         }
+        if let Some(received) = &mut self.received {
+            received.insert(id);
+        }
+    }
+
+    // --- negentropy hooks (`syncer/reconcile.rs`) ---
+
+    /// Adds a filter (a fetch of ids, a split time range); returns its index.
+    pub fn add_filter(&mut self, filter: Filter, page_limit: usize) -> usize {
+        self.filters.push(BatchFilter {
+            paged: PagedFilter::new(filter, page_limit),
+            done: false,
+        });
+        self.filters.len() - 1
+    }
+
+    /// The filter's history is complete by other means than paging (reconciled, split).
+    pub fn set_done(&mut self, idx: usize) {
+        if let Some(f) = self.filters.get_mut(idx) {
+            f.done = true;
+        }
+    }
+
+    pub fn is_done(&self, idx: usize) -> bool {
+        self.filters.get(idx).is_none_or(|f| f.done)
+    }
+
+    /// The filter as the batch was given it (no page limit, no paging bounds).
+    pub fn base_filter(&self, idx: usize) -> Option<&Filter> {
+        self.filters.get(idx).map(|f| f.paged.base())
+    }
+
+    /// The first REQ page of one filter, for a filter falling back from negentropy.
+    pub fn request(&self, idx: usize) -> Option<(usize, Filter)> {
+        self.filters.get(idx).map(|f| (idx, f.paged.request()))
+    }
+
+    pub fn has_received(&self, id: &EventId) -> bool {
+        self.received.as_ref().is_some_and(|r| r.contains(id))
     }
 
     /// A valid event of this batch is being published.

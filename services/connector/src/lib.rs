@@ -22,6 +22,8 @@
 //! - [`targets`]: per-relay targets; [`targets_watcher`] feeds them from the repos bucket
 //! - [`work`]: confirmed / pending / carried / failed work and the three-way diff
 //! - [`historic`]: batches and their pagination
+//! - [`negentropy`]: NIP-77 reconciliation, refusals, fetch rounds (pure)
+//! - [`index_client`]: the home index's items for a filter, from discovery
 //! - [`subscriptions`]: open REQs, the queue, EOSE deadlines
 //! - [`checks`]: frame splitting and event verification
 //!
@@ -32,8 +34,10 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod historic;
+pub mod index_client;
 pub mod kv_feed;
 pub mod lease;
+pub mod negentropy;
 pub mod news;
 pub mod ownership;
 pub mod pool;

@@ -50,10 +50,16 @@ enum Held {
     Stopping,
 }
 
+/// A busy or lost lease is tried again after at most this long: a dead worker's lease expires
+/// on the server's clock, and waiting a whole renewal period on top would slow every failover.
+pub const CLAIM_RETRY_MS: u64 = 1_000;
+
 #[derive(Debug)]
 pub struct Ownership {
     me: String,
     worker_ttl_ms: u64,
+    /// Our own heartbeat comes back through the watch this often.
+    renew_ms: u64,
     claim_retry_ms: u64,
     /// Worker id → when its last heartbeat was seen (local clock, so server skew is harmless).
     workers: HashMap<String, u64>,
@@ -62,23 +68,39 @@ pub struct Ownership {
     held: HashMap<String, Held>,
     /// Relays whose claim failed: not before this.
     retry_at: HashMap<String, u64>,
-    /// Preferred worker per relay for `cache_live`; hashing every relay every tick adds up.
-    cache: HashMap<String, String>,
-    cache_live: Vec<String>,
+    /// Assigned worker per relay for `assigned_live` and the relays as they were; recomputed
+    /// only when either changed (hashing every relay every tick adds up).
+    assignment: HashMap<String, String>,
+    assigned_live: Vec<String>,
+    stale: bool,
+    /// Whether the last decision held still because the view was old or settling (for logging).
+    frozen: bool,
+    /// The view went old since the last decision that acted.
+    was_old: bool,
+    /// After an old view turns current again, hold still until then: the other workers'
+    /// heartbeats come back within a renewal period of ours, and a worker judged before that
+    /// would look dead.
+    settle_until: Option<u64>,
 }
 
 impl Ownership {
-    pub fn new(me: &str, worker_ttl_ms: u64, claim_retry_ms: u64) -> Ownership {
+    /// `renew_ms` is the heartbeat period; the worker TTL must be at least twice it.
+    pub fn new(me: &str, worker_ttl_ms: u64, renew_ms: u64) -> Ownership {
         Ownership {
             me: me.to_string(),
             worker_ttl_ms,
-            claim_retry_ms,
+            renew_ms,
+            claim_retry_ms: renew_ms.min(CLAIM_RETRY_MS),
             workers: HashMap::new(),
             relays: BTreeMap::new(),
             held: HashMap::new(),
             retry_at: HashMap::new(),
-            cache: HashMap::new(),
-            cache_live: Vec::new(),
+            assignment: HashMap::new(),
+            assigned_live: Vec::new(),
+            stale: true,
+            frozen: false,
+            was_old: false,
+            settle_until: None,
         }
     }
 
@@ -92,13 +114,32 @@ impl Ownership {
     }
 
     pub fn relay_put(&mut self, key: &str, entry: RelayEntry) {
-        self.relays.insert(key.to_string(), entry);
+        if self.relays.insert(key.to_string(), entry).is_none() {
+            self.stale = true;
+        }
     }
 
     pub fn relay_deleted(&mut self, key: &str) {
-        self.relays.remove(key);
+        if self.relays.remove(key).is_some() {
+            self.stale = true;
+        }
         self.retry_at.remove(key);
-        self.cache.remove(key);
+    }
+
+    /// Our view of the pool is current while our own heartbeat keeps coming back through the
+    /// watch. When it stops (NATS down, the watch recreating itself) every other worker will
+    /// soon look dead to us, and acting on that would grab their relays: so we hold still.
+    /// The threshold is below the worker TTL, so we freeze before anyone looks dead.
+    fn view_is_current(&self, now_ms: u64) -> bool {
+        let threshold = (2 * self.renew_ms).min(self.worker_ttl_ms);
+        self.workers
+            .get(&self.me)
+            .is_some_and(|seen| now_ms.saturating_sub(*seen) < threshold)
+    }
+
+    /// Whether the last [`decide`](Self::decide) held still because the view was old.
+    pub fn frozen(&self) -> bool {
+        self.frozen
     }
 
     /// Workers heard from within the TTL, always including this one, sorted.
@@ -116,23 +157,39 @@ impl Ownership {
         live
     }
 
-    fn preferred(&mut self, key: &str) -> String {
-        if let Some(w) = self.cache.get(key) {
-            return w.clone();
+    fn is_mine(&self, key: &str) -> bool {
+        self.assignment.get(key).is_some_and(|w| *w == self.me)
+    }
+
+    /// The worker this relay is assigned to in the current view.
+    pub fn assigned(&self, key: &str) -> Option<&str> {
+        self.assignment.get(key).map(String::as_str)
+    }
+
+    fn refresh_assignment(&mut self, now_ms: u64) {
+        let live = self.live_workers(now_ms);
+        if live != self.assigned_live || self.stale {
+            let workers: Vec<&str> = live.iter().map(String::as_str).collect();
+            self.assignment = rendezvous::assign(&workers, self.relays.keys().map(String::as_str));
+            self.assigned_live = live;
+            self.stale = false;
         }
-        let w = rendezvous::preferred(self.cache_live.iter().map(String::as_str), key)
-            .unwrap_or(&self.me)
-            .to_string();
-        self.cache.insert(key.to_string(), w.clone());
-        w
     }
 
     /// What to do now: releases for relays no longer ours, then at most `max_claims` claims.
+    /// With an old view of the pool only forgotten relays are released.
     pub fn decide(&mut self, now_ms: u64, max_claims: usize) -> Vec<Decision> {
-        let live = self.live_workers(now_ms);
-        if live != self.cache_live {
-            self.cache_live = live;
-            self.cache.clear();
+        if !self.view_is_current(now_ms) {
+            self.was_old = true;
+            self.frozen = true;
+        } else {
+            if std::mem::take(&mut self.was_old) {
+                self.settle_until = Some(now_ms + 2 * self.renew_ms);
+            }
+            self.frozen = self.settle_until.is_some_and(|t| now_ms < t);
+        }
+        if !self.frozen {
+            self.refresh_assignment(now_ms);
         }
         let mut out = Vec::new();
         let running: Vec<String> = self
@@ -144,7 +201,7 @@ impl Ownership {
         for key in running {
             let reason = if !self.relays.contains_key(&key) {
                 Some(ReleaseReason::Forgotten)
-            } else if self.preferred(&key) != self.me {
+            } else if !self.frozen && !self.is_mine(&key) {
                 Some(ReleaseReason::Rebalance)
             } else {
                 None
@@ -153,6 +210,9 @@ impl Ownership {
                 self.held.insert(key.clone(), Held::Stopping);
                 out.push(Decision::Release { key, reason });
             }
+        }
+        if self.frozen {
+            return out;
         }
         let candidates: Vec<String> = self
             .relays
@@ -166,7 +226,7 @@ impl Ownership {
             if claims >= max_claims {
                 break;
             }
-            if self.preferred(&key) != self.me {
+            if !self.is_mine(&key) {
                 continue;
             }
             self.retry_at.remove(&key);
@@ -212,36 +272,27 @@ mod tests {
         )
     }
 
+    fn with_relays(n: usize) -> Ownership {
+        let mut o = Ownership::new("me", 10_000, 3_000);
+        for i in 0..n {
+            let (k, e) = entry(i);
+            o.relay_put(&k, e);
+        }
+        o
+    }
+
+    /// Our heartbeat came back through the watch just now, then a decision.
+    fn decide(o: &mut Ownership, now: u64, max: usize) -> Vec<Decision> {
+        o.worker_seen("me", now);
+        o.decide(now, max)
+    }
+
     fn claims(d: &[Decision]) -> usize {
         d.iter().filter(|d| matches!(d, Decision::Claim(_))).count()
     }
 
-    #[test]
-    fn a_lone_worker_claims_everything_at_a_limited_pace() {
-        let mut o = Ownership::new("me", 10_000, 3_000);
-        for n in 0..25 {
-            let (k, e) = entry(n);
-            o.relay_put(&k, e);
-        }
-        assert_eq!(claims(&o.decide(0, 10)), 10);
-        assert_eq!(claims(&o.decide(100, 10)), 10);
-        assert_eq!(claims(&o.decide(200, 10)), 5);
-        assert!(o.decide(300, 10).is_empty());
-        assert_eq!(o.held(), 25);
-    }
-
-    #[test]
-    fn a_new_worker_takes_its_share_and_a_dead_one_gives_it_back() {
-        let mut o = Ownership::new("me", 10_000, 3_000);
-        for n in 0..40 {
-            let (k, e) = entry(n);
-            o.relay_put(&k, e);
-        }
-        assert_eq!(claims(&o.decide(0, 100)), 40);
-        o.worker_seen("other", 1_000);
-        let released: Vec<String> = o
-            .decide(1_000, 100)
-            .into_iter()
+    fn released(d: Vec<Decision>) -> Vec<String> {
+        d.into_iter()
             .filter_map(|d| match d {
                 Decision::Release { key, reason } => {
                     assert_eq!(reason, ReleaseReason::Rebalance);
@@ -249,30 +300,47 @@ mod tests {
                 }
                 Decision::Claim(_) => None,
             })
-            .collect();
-        assert!(!released.is_empty() && released.len() < 40);
+            .collect()
+    }
+
+    #[test]
+    fn a_lone_worker_claims_everything_at_a_limited_pace() {
+        let mut o = with_relays(25);
+        assert_eq!(claims(&decide(&mut o, 0, 10)), 10);
+        assert_eq!(claims(&decide(&mut o, 100, 10)), 10);
+        assert_eq!(claims(&decide(&mut o, 200, 10)), 5);
+        assert!(decide(&mut o, 300, 10).is_empty());
+        assert_eq!(o.held(), 25);
+    }
+
+    #[test]
+    fn a_new_worker_takes_its_share_and_a_dead_one_gives_it_back() {
+        let mut o = with_relays(40);
+        assert_eq!(claims(&decide(&mut o, 0, 100)), 40);
+        o.worker_seen("other", 1_000);
+        let released = released(decide(&mut o, 1_000, 100));
+        // Bounded loads: the newcomer gets exactly half.
+        assert_eq!(released.len(), 20);
         for key in &released {
             o.ended(key, &Ended::Stopped, 1_100);
         }
         assert!(
-            o.decide(1_200, 100).is_empty(),
+            decide(&mut o, 1_200, 100).is_empty(),
             "nothing to do while other lives"
         );
         // No heartbeat for the TTL: its relays come back.
-        assert_eq!(claims(&o.decide(11_001, 100)), released.len());
+        assert_eq!(claims(&decide(&mut o, 11_001, 100)), released.len());
     }
 
     #[test]
     fn a_forgotten_relay_is_released_and_a_busy_lease_waits_before_a_retry() {
-        let mut o = Ownership::new("me", 10_000, 3_000);
-        let (k1, e1) = entry(1);
-        let (k2, e2) = entry(2);
-        o.relay_put(&k1, e1);
-        o.relay_put(&k2, e2);
-        assert_eq!(claims(&o.decide(0, 10)), 2);
+        let mut o = with_relays(3);
+        let (k1, _) = entry(1);
+        let (k2, _) = entry(2);
+        assert_eq!(claims(&decide(&mut o, 0, 10)), 3);
         o.relay_deleted(&k1);
         assert_eq!(
-            o.decide(10, 10),
+            decide(&mut o, 10, 10),
             vec![Decision::Release {
                 key: k1.clone(),
                 reason: ReleaseReason::Forgotten
@@ -280,8 +348,9 @@ mod tests {
         );
         o.ended(&k1, &Ended::Stopped, 20);
         o.ended(&k2, &Ended::LeaseBusy, 20);
-        assert!(o.decide(1_000, 10).is_empty());
-        assert_eq!(claims(&o.decide(3_020, 10)), 1);
+        assert!(decide(&mut o, 500, 10).is_empty());
+        // Retried after CLAIM_RETRY_MS, not a whole renewal period.
+        assert_eq!(claims(&decide(&mut o, 1_020, 10)), 1);
     }
 
     #[test]
@@ -294,5 +363,37 @@ mod tests {
         );
         o.worker_gone("other");
         assert_eq!(o.live_workers(5), vec!["me".to_string()]);
+    }
+
+    #[test]
+    fn with_an_old_view_of_the_pool_nothing_is_claimed_or_rebalanced() {
+        let mut o = with_relays(20);
+        o.worker_seen("other", 0);
+        let mine = claims(&decide(&mut o, 0, 100));
+        assert!(mine > 0 && mine < 20);
+        // NATS went away: no heartbeat comes back, neither ours nor the other's. Past the TTL
+        // the other looks dead, yet its relays are not grabbed.
+        assert!(o.decide(12_000, 100).is_empty());
+        assert!(o.frozen());
+        // A forgotten relay is still let go.
+        let held: Vec<String> = (0..20)
+            .map(|i| entry(i).0)
+            .filter(|k| o.assigned(k) == Some("me"))
+            .collect();
+        o.relay_deleted(&held[0]);
+        assert_eq!(
+            o.decide(12_100, 100),
+            vec![Decision::Release {
+                key: held[0].clone(),
+                reason: ReleaseReason::Forgotten
+            }]
+        );
+        // The watch is back: ours comes first; the other's heartbeat may take a renewal period,
+        // so nothing is judged for two of them.
+        assert!(decide(&mut o, 13_000, 100).is_empty());
+        assert!(o.frozen(), "settling");
+        o.worker_seen("other", 14_500);
+        assert!(decide(&mut o, 19_000, 100).is_empty());
+        assert!(!o.frozen());
     }
 }

@@ -44,19 +44,38 @@ pub async fn run(ctx: Arc<OwnerContext>, shutdown: CancellationToken) -> Result<
     let mut stops: HashMap<String, StopSignal> = HashMap::new();
     let mut heartbeat = tokio::time::interval(config.lease_renew);
     heartbeat.tick().await;
+    // The heartbeat in flight: sent from its own task, so a put stuck while NATS is away never
+    // holds the loop up, and bounded by one period, so the next one goes out on time once NATS
+    // is back (a late heartbeat makes the others think this worker died).
+    let mut beating: Option<tokio::task::JoinHandle<()>> = None;
     let mut pace = tokio::time::interval(CLAIM_TICK);
+    let mut was_frozen = false;
     tracing::info!(worker = %me, "connector joined the pool");
 
     let failure: Option<Error> = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break None,
             _ = heartbeat.tick() => {
-                if let Err(e) = lease::heartbeat(bus, &beat(ownership.held())).await {
-                    tracing::warn!(error = %e, "heartbeat failed");
-                }
+                let (bus, entry, within) = (bus.clone(), beat(ownership.held()), config.lease_renew);
+                beating = Some(tokio::spawn(async move {
+                    match tokio::time::timeout(within, lease::heartbeat(&bus, &entry)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
+                        Err(_) => tracing::warn!("heartbeat unanswered within {within:?}"),
+                    }
+                }));
             }
             _ = pace.tick(), if workers_current && relays_current => {
-                for decision in ownership.decide(now_ms(), CLAIMS_PER_TICK) {
+                let decisions = ownership.decide(now_ms(), CLAIMS_PER_TICK);
+                if ownership.frozen() != was_frozen {
+                    was_frozen = ownership.frozen();
+                    if was_frozen {
+                        tracing::warn!(worker = %me, "own heartbeat not seen lately; holding relays as they are until the pool is visible again");
+                    } else {
+                        tracing::info!(worker = %me, "pool visible again");
+                    }
+                }
+                for decision in decisions {
                     match decision {
                         Decision::Claim(entry) => {
                             let key = entry.url.key().to_string();
@@ -104,6 +123,10 @@ pub async fn run(ctx: Arc<OwnerContext>, shutdown: CancellationToken) -> Result<
     };
 
     wind_down(&mut owners, &stops, config.shutdown_grace).await;
+    // A heartbeat landing after the goodbye would keep this worker "alive" for a TTL.
+    if let Some(last) = beating.take() {
+        let _ = last.await;
+    }
     if let Err(e) = lease::retire(bus, &me).await {
         tracing::warn!(error = %e, "heartbeat not removed; it expires with its TTL");
     }

@@ -14,7 +14,7 @@ use ngit_sync_shared::{Bus, RelayUrl};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::health::{Backoff, HealthTracker};
+use crate::health::{Backoff, HealthRules, HealthTracker};
 use crate::lease::{self, LeaseError};
 use crate::ownership::Ended;
 use crate::relay_state::{self, StateWriter};
@@ -24,6 +24,8 @@ use ngit_sync_shared::socket::{self, SocketReader as Reader, SocketWriter as Wri
 
 /// Bound on each step of a wind-down (state write, news), so shutdown fits its grace.
 const WIND_DOWN_STEP: Duration = Duration::from_secs(2);
+/// How long the last news of an owner that lost its lease keeps trying to reach the stream.
+const LOST_NEWS_WITHIN: Duration = Duration::from_secs(60);
 
 /// What every owner task shares.
 pub struct OwnerContext {
@@ -100,6 +102,7 @@ pub async fn own(ctx: Arc<OwnerContext>, entry: RelayEntry, stop: StopSignal) ->
         relay: url.clone(),
         since_ms: now_ms(),
     };
+    let claim_sent = tokio::time::Instant::now();
     let revision = match lease::claim(bus, &key, &lease_entry).await {
         Ok(revision) => revision,
         Err(LeaseError::Busy(holder)) => {
@@ -117,14 +120,9 @@ pub async fn own(ctx: Arc<OwnerContext>, entry: RelayEntry, stop: StopSignal) ->
         worker: config.worker_id.clone(),
     });
     let state = relay_state::load(bus, &key).await;
-    let backoff = Backoff {
-        base: config.backoff_base,
-        cap: config.backoff_cap,
-        jitter: ngit_sync_shared::constants::BACKOFF_JITTER,
-    };
     let health = match &state.health {
-        Some(s) => HealthTracker::restore(backoff, config.stable_after, s),
-        None => HealthTracker::new(backoff, config.stable_after),
+        Some(s) => HealthTracker::restore(health_rules(config), s),
+        None => HealthTracker::new(health_rules(config)),
     };
     let mut owned = Owned {
         writer: StateWriter::spawn(bus.clone(), key.clone()),
@@ -140,8 +138,12 @@ pub async fn own(ctx: Arc<OwnerContext>, entry: RelayEntry, stop: StopSignal) ->
         bus.clone(),
         owned.key.clone(),
         lease_entry,
-        revision,
+        LeaseClock {
+            revision,
+            valid_until: claim_sent + trusted_for(config),
+        },
         config.lease_renew,
+        trusted_for(config),
         stop.clone(),
     ));
 
@@ -161,6 +163,20 @@ pub async fn own(ctx: Arc<OwnerContext>, entry: RelayEntry, stop: StopSignal) ->
         ..
     } = owned;
     writer.finish(WIND_DOWN_STEP).await;
+    // `released` is on the stream before the lease goes, so on the RELAYS stream every
+    // worker's `released` precedes the next owner's `claimed`.
+    let reason = stop.reason();
+    news.send(RelayBody::Released {
+        worker,
+        reason: reason.clone(),
+    });
+    if held.is_some() {
+        news.finish(WIND_DOWN_STEP).await;
+    } else {
+        // A lost lease mostly means NATS is away: the news (stamped when they happened) goes
+        // out when it is back, without holding the relay up now.
+        tokio::spawn(news.finish(LOST_NEWS_WITHIN));
+    }
     let ended = match held {
         Some(revision) => {
             if let Err(e) = lease::release(bus, &key, revision).await {
@@ -170,32 +186,79 @@ pub async fn own(ctx: Arc<OwnerContext>, entry: RelayEntry, stop: StopSignal) ->
         }
         None => Ended::LeaseLost,
     };
-    let reason = stop.reason();
     tracing::info!(relay = %url, %reason, "relay released");
-    news.send(RelayBody::Released { worker, reason });
-    news.finish(WIND_DOWN_STEP).await;
     ended
 }
 
+/// How long after sending a successful claim or renewal the lease is surely still ours: the
+/// bucket's max age counts from when the server stored it, which is after we sent it; one
+/// renewal period is kept as margin for the session to close.
+fn trusted_for(config: &Config) -> Duration {
+    config
+        .common
+        .bus
+        .lease_ttl
+        .saturating_sub(config.lease_renew)
+}
+
+/// The lease's revision and until when it is surely ours.
+struct LeaseClock {
+    revision: u64,
+    valid_until: tokio::time::Instant,
+}
+
+/// The health numbers of DESIGN.md section 5, as configured.
+pub fn health_rules(config: &Config) -> HealthRules {
+    HealthRules {
+        backoff: Backoff {
+            base: config.backoff_base,
+            cap: config.backoff_cap,
+            jitter: ngit_sync_shared::constants::BACKOFF_JITTER,
+        },
+        stable_after: config.stable_after,
+        dead_after: config.dead_after,
+        dead_retry: config.dead_retry,
+    }
+}
+
 /// Renews the lease until `stop`; returns its revision, or `None` (after stopping the owner)
-/// when a renewal failed.
+/// when a renewal failed or got no answer while the lease was surely ours. Without that bound
+/// an owner cut off from NATS would go on syncing after its lease expired and another worker
+/// took the relay.
 async fn keep_lease(
     bus: Bus,
     key: String,
     entry: LeaseEntry,
-    mut revision: u64,
+    mut clock: LeaseClock,
     every: Duration,
+    trusted: Duration,
     stop: StopSignal,
 ) -> Option<u64> {
     loop {
         tokio::select! {
-            _ = stop.stopped() => return Some(revision),
+            _ = stop.stopped() => return Some(clock.revision),
             _ = tokio::time::sleep(every) => {}
         }
-        match lease::renew(&bus, &key, &entry, revision).await {
-            Ok(r) => revision = r,
-            Err(e) => {
+        let sent = tokio::time::Instant::now();
+        let renewed = tokio::time::timeout_at(
+            clock.valid_until,
+            lease::renew(&bus, &key, &entry, clock.revision),
+        )
+        .await;
+        match renewed {
+            Ok(Ok(r)) => {
+                clock = LeaseClock {
+                    revision: r,
+                    valid_until: sent + trusted,
+                };
+            }
+            Ok(Err(e)) => {
                 tracing::warn!(relay = %entry.relay, error = %e, "lease renewal failed; stopping at once");
+                stop.stop("lease lost");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(relay = %entry.relay, "lease renewal unanswered until the lease could expire; stopping at once");
                 stop.stop("lease lost");
                 return None;
             }
@@ -205,13 +268,20 @@ async fn keep_lease(
 
 async fn connect_loop(ctx: &OwnerContext, owned: &mut Owned, stop: &StopSignal) {
     let mut refusal_logged = false;
+    // A new owner says at once how the relay is (a restored backoff or Dead state included).
+    owned.report_health(now_ms());
     while !stop.is_stopped() {
         let now = now_ms();
-        let at = owned.health.next_attempt_at();
-        if at > now {
+        let wake = owned.health.next_wake_at(now);
+        if wake > now {
             tokio::select! {
                 _ = stop.stopped() => break,
-                _ = tokio::time::sleep(Duration::from_millis(at - now)) => continue,
+                _ = tokio::time::sleep(Duration::from_millis(wake - now)) => {
+                    // The wait may end by turning Dead rather than in an attempt: say so.
+                    owned.health.tick(now_ms());
+                    owned.report_health(now_ms());
+                    continue;
+                }
             }
         }
         let attempt = owned.health.consecutive_failures() + 1;

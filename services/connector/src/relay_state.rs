@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::kv::Operation;
+use ngit_sync_shared::codec;
 use ngit_sync_shared::messages::RelayState;
 use ngit_sync_shared::status::SyncPlan;
 use ngit_sync_shared::Bus;
@@ -21,8 +23,8 @@ pub struct StartPlan {
 
 /// Quick reconnect when the relay was disconnected less than `window` ago, measured from the
 /// disconnect (not from the connect, as the anchor did), with `since` = the last connection
-/// whose catch-up completed minus `overlap`. Anything unknown (never connected, an owner that
-/// died without writing its disconnect) is a fresh start: more work, never a gap.
+/// whose catch-up completed minus `overlap`. Anything unknown (never connected, no disconnect
+/// known: [`load`] supplies one for an owner that died) is a fresh start: more work, never a gap.
 pub fn choose_plan(
     state: &RelayState,
     now_ms: u64,
@@ -53,15 +55,41 @@ pub fn choose_plan(
     }
 }
 
-/// Reads a relay's state; trouble reading is a fresh start, not a stop.
+/// Reads a relay's state; trouble reading is a fresh start, not a stop. A state left by an
+/// owner that ended without writing its disconnect (killed, or cut off from NATS) gets the
+/// latest moment its session surely still ran, see [`assume_disconnect`].
 pub async fn load(bus: &Bus, key: &str) -> RelayState {
-    match bus.get::<RelayState>(&bus.buckets.relay_state, key).await {
-        Ok(state) => state.unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!(relay = key, error = %e, "cannot read relay state; starting fresh");
-            RelayState::default()
-        }
+    let fresh = |e: &dyn std::fmt::Display| {
+        tracing::warn!(relay = key, error = %e, "cannot read relay state; starting fresh");
+        RelayState::default()
+    };
+    let entry = match bus.buckets.relay_state.entry(key).await {
+        Ok(Some(entry)) if entry.operation == Operation::Put => entry,
+        Ok(_) => return RelayState::default(),
+        Err(e) => return fresh(&e),
+    };
+    let mut state = match codec::decode::<RelayState>(&entry.value) {
+        Ok(state) => state,
+        Err(e) => return fresh(&e),
+    };
+    let written_ms = u64::try_from(entry.created.unix_timestamp_nanos() / 1_000_000).ok();
+    assume_disconnect(&mut state, written_ms);
+    state
+}
+
+/// An owner that died mid-session wrote no disconnect, and [`choose_plan`] would start the
+/// relay over from zero. Its session ran at least until the state was last written (and since
+/// the connection it counts from), so that moment is a safe lower bound of the disconnect: the
+/// quick-reconnect window is judged from it, and the catch-up still asks from the last
+/// connection minus the overlap, which covers whatever the dead owner had not passed on.
+pub fn assume_disconnect(state: &mut RelayState, written_ms: Option<u64>) {
+    let Some(connected) = state.last_connected_ms else {
+        return;
+    };
+    if state.disconnected_ms.is_some_and(|d| d >= connected) {
+        return;
     }
+    state.disconnected_ms = Some(written_ms.unwrap_or(0).max(connected));
 }
 
 /// Writes the newest state in the background; older unsaved states are skipped.
@@ -151,5 +179,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(plan(&nothing_confirmed, 2 * MIN).plan, SyncPlan::Fresh);
+    }
+
+    #[test]
+    fn a_relay_whose_owner_died_continues_quickly_when_its_session_was_seen_recently() {
+        // Connected at 10 min, state last written at 40 min, the owner killed since.
+        let mut s = state(Some(10 * MIN), None);
+        assume_disconnect(&mut s, Some(40 * MIN));
+        assert_eq!(s.disconnected_ms, Some(40 * MIN));
+        let p = plan(&s, 50 * MIN);
+        assert_eq!(p.plan, SyncPlan::Quick);
+        assert_eq!(p.since, Some(Timestamp::from(0)));
+        // Last seen alive over the window ago: the disconnect may be as old, start fresh.
+        assert_eq!(plan(&s, 56 * MIN).plan, SyncPlan::Fresh);
+        // A written disconnect is kept; a relay never connected stays unknown.
+        let mut ended = state(Some(10 * MIN), Some(12 * MIN));
+        assume_disconnect(&mut ended, Some(40 * MIN));
+        assert_eq!(ended.disconnected_ms, Some(12 * MIN));
+        let mut never = RelayState::default();
+        assume_disconnect(&mut never, Some(40 * MIN));
+        assert_eq!(never.disconnected_ms, None);
     }
 }

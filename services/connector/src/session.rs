@@ -1,7 +1,8 @@
 //! One WebSocket session with a relay: feeds the [`Syncer`] with frames, publish acks, target
 //! changes and ticks, and carries out what it asks (REQ/CLOSE, news, event publishes with
 //! many acks in flight, state writes). Reading pauses while too many acks are owed, never
-//! for anything else.
+//! for anything else. The daily reconciliation happens here too: a fresh start on the open
+//! connection, as a new session, so no disconnect is counted.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,9 +18,10 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::historic;
+use crate::index_client;
 use crate::relay_owner::{Owned, OwnerContext, StopSignal};
 use crate::relay_state;
-use crate::syncer::{Action, PublishJob, Syncer, SyncerConfig};
+use crate::syncer::{Action, IndexAnswer, PublishJob, Syncer, SyncerConfig};
 use ngit_sync_shared::socket::{SocketReader as Reader, SocketWriter as Writer};
 
 /// Timer resolution of the syncer (EOSE deadlines, rate-limit ends, retries).
@@ -43,6 +45,9 @@ pub struct SessionEnd {
 
 type PublishDone = (Option<String>, Result<Published, BusError>);
 type Publishes = FuturesUnordered<Pin<Box<dyn Future<Output = PublishDone> + Send>>>;
+/// Negentropy: home index answers `(batch, filter index, items)` on their way to the syncer.
+type IndexDone = (String, usize, IndexAnswer);
+type IndexRequests = FuturesUnordered<Pin<Box<dyn Future<Output = IndexDone> + Send>>>;
 
 pub fn syncer_config(config: &Config) -> SyncerConfig {
     SyncerConfig {
@@ -54,6 +59,7 @@ pub fn syncer_config(config: &Config) -> SyncerConfig {
         batch_retry_ms: config.batch_retry.as_millis() as u64,
         max_event_bytes: config.max_event_bytes,
         dropped_report_ms: DROPPED_REPORT.as_millis() as u64,
+        live_filter_consolidation: config.live_filter_consolidation,
     }
 }
 
@@ -66,14 +72,17 @@ pub async fn run(
     stop: &StopSignal,
 ) -> SessionEnd {
     let config = &ctx.config;
-    let started = now_ms();
+    let mut started = now_ms();
     let start = relay_state::choose_plan(
         &owned.state,
         started,
         config.quick_reconnect_window,
         config.quick_reconnect_overlap,
     );
-    let method = historic::method_for(owned.state.negentropy);
+    let method = match config.negentropy {
+        true => historic::method_for(owned.state.negentropy),
+        false => historic::HistoricMethod::Req,
+    };
     let mut syncer = Syncer::new(
         syncer_config(config),
         session.clone(),
@@ -89,12 +98,17 @@ pub async fn run(
     });
     owned.health.record_connected(started);
     owned.report_health(started);
+    owned.state.daily_due_ms = match (start.plan, owned.state.daily_due_ms) {
+        (SyncPlan::Quick, Some(due)) => Some(due),
+        _ => Some(daily_due(config, started)),
+    };
     begin_state(owned, start.plan, started);
 
     let mut targets = ctx.targets.subscribe(&owned.url);
     let mut targets_open = true;
     let mut targets_due: Option<Instant> = None;
     let mut publishes = Publishes::new();
+    let mut index_requests = IndexRequests::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     syncer.start(started);
@@ -107,6 +121,7 @@ pub async fn run(
             owned,
             &ctx.bus,
             &mut publishes,
+            &mut index_requests,
             started,
         )
         .await
@@ -120,6 +135,9 @@ pub async fn run(
                 Ok(text) => syncer.on_text(&text, now_ms()),
                 Err(e) => break SessionEnd { reason: e.to_string(), relay_fault: true },
             },
+            Some((batch, idx, items)) = index_requests.next(), if !index_requests.is_empty() => {
+                syncer.on_index_items(&batch, idx, items, now_ms());
+            }
             Some((batch, result)) = publishes.next(), if !publishes.is_empty() => match result {
                 Ok(published) => syncer.on_ack(batch.as_deref(), published.seq, now_ms()),
                 Err(e) => break SessionEnd { reason: format!("events stream unavailable: {e}"), relay_fault: false },
@@ -132,6 +150,10 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 let now = now_ms();
+                if owned.state.daily_due_ms.is_some_and(|due| due <= now) {
+                    started = now;
+                    daily_fresh_start(ctx, owned, &mut syncer, now);
+                }
                 syncer.on_tick(now);
                 if targets_due.is_some_and(|due| due <= Instant::now()) {
                     targets_due = None;
@@ -145,6 +167,9 @@ pub async fn run(
         }
     };
 
+    if end.relay_fault {
+        syncer.connection_lost(now_ms());
+    }
     // Acks in flight may still confirm batches; live events must not be lost on the way out.
     let deadline = Instant::now() + ACK_DRAIN;
     while !publishes.is_empty() {
@@ -161,11 +186,44 @@ pub async fn run(
         match action {
             Action::News(body) => owned.news.send(body),
             Action::StateChanged => record_progress(owned, &syncer, started),
-            Action::Send(_) | Action::Publish(_) | Action::RateLimited(_) => {}
+            Action::NegentropyUnsupported => {
+                owned.state.negentropy = Some(false);
+                owned.persist();
+            }
+            Action::Send(_)
+            | Action::Publish(_)
+            | Action::RateLimited(_)
+            | Action::IndexItems { .. } => {}
         }
     }
     writer.close().await;
     end
+}
+
+/// When the next daily reconciliation is due: uniform between the configured bounds.
+fn daily_due(config: &Config, now_ms: u64) -> u64 {
+    let (min, max) = (config.daily_min.as_millis(), config.daily_max.as_millis());
+    let span = max.saturating_sub(min) as f64;
+    let offset = min as f64 + span * rand::random::<f64>();
+    now_ms.saturating_add(offset as u64)
+}
+
+/// The daily fresh start: a new session id and plan on the same connection; health and the
+/// connection status machine see a new session, not a disconnect.
+fn daily_fresh_start(ctx: &OwnerContext, owned: &mut Owned, syncer: &mut Syncer, now: u64) {
+    let n = ctx
+        .sessions
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let session = format!("{}-{n}", owned.worker);
+    tracing::info!(relay = %owned.url, session = %session, "daily reconciliation: fresh start");
+    syncer.daily_fresh_start(session.clone(), now);
+    owned.news.send(RelayBody::Connected {
+        worker: owned.worker.clone(),
+        session,
+        plan: SyncPlan::Fresh,
+    });
+    owned.state.daily_due_ms = Some(daily_due(&ctx.config, now));
+    begin_state(owned, SyncPlan::Fresh, now);
 }
 
 /// A fresh start forgets what earlier sessions confirmed and counts from now; a quick one
@@ -198,6 +256,7 @@ async fn carry_out(
     owned: &mut Owned,
     bus: &Bus,
     publishes: &mut Publishes,
+    index_requests: &mut IndexRequests,
     started: u64,
 ) -> Result<(), SessionEnd> {
     let mut state_changed = false;
@@ -210,6 +269,23 @@ async fn carry_out(
             Action::News(body) => owned.news.send(body),
             Action::Publish(job) => publishes.push(publish(bus.clone(), owned.url.clone(), job)),
             Action::StateChanged => state_changed = true,
+            Action::IndexItems {
+                batch,
+                filter_idx,
+                filter,
+            } => {
+                let bus = bus.clone();
+                index_requests.push(Box::pin(async move {
+                    let items = index_client::items(&bus, &filter)
+                        .await
+                        .map_err(|e| e.to_string());
+                    (batch, filter_idx, items)
+                }));
+            }
+            Action::NegentropyUnsupported => {
+                owned.state.negentropy = Some(false);
+                state_changed = true;
+            }
             Action::RateLimited(until) => {
                 owned.health.record_rate_limited(until);
                 owned.report_health(now_ms());

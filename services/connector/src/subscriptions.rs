@@ -1,5 +1,6 @@
 //! The subscriptions of one session: which REQ is open for what, the queue of REQs waiting
-//! for a historic slot or for a rate-limit pause to end, and EOSE deadlines. Pure.
+//! for a historic slot, a rate-limit pause or the pace, live subscriptions being replaced by
+//! consolidated ones, and EOSE deadlines. Pure.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -44,6 +45,12 @@ pub enum Lookup<'a> {
 /// long-gone page then counts as unrequested, which is harmless).
 const CLOSED_MEMORY: usize = 10_000;
 
+/// REQs go out at most this many per [`PACE_WINDOW_MS`], so a session that starts (or comes
+/// back from a rate limit) with hundreds of subscriptions queued does not send them in one
+/// burst. Pages of history flow well below this.
+pub const REQS_PER_WINDOW: usize = 20;
+pub const PACE_WINDOW_MS: u64 = 1_000;
+
 #[derive(Debug)]
 pub struct Subscriptions {
     open: HashMap<String, OpenSub>,
@@ -54,6 +61,11 @@ pub struct Subscriptions {
     open_historic: usize,
     next_id: u64,
     paused_until_ms: u64,
+    /// Live subscriptions replaced by queued consolidated ones: closed once those went out,
+    /// so no live event falls between the two.
+    retiring: Vec<String>,
+    window_start_ms: u64,
+    sent_in_window: usize,
 }
 
 impl Subscriptions {
@@ -67,6 +79,9 @@ impl Subscriptions {
             open_historic: 0,
             next_id: 0,
             paused_until_ms: 0,
+            retiring: Vec::new(),
+            window_start_ms: 0,
+            sent_in_window: 0,
         }
     }
 
@@ -88,24 +103,89 @@ impl Subscriptions {
         self.paused_until_ms = self.paused_until_ms.max(until_ms);
     }
 
-    /// The REQs to send now (id, filters): every queued live one and historic ones while
-    /// slots are free; none while paused.
+    pub fn is_paused(&self, now_ms: u64) -> bool {
+        now_ms < self.paused_until_ms
+    }
+
+    /// The REQs to send now (id, filters): queued live ones first, then historic ones while
+    /// slots are free; none while paused, and no more than the pace allows.
     pub fn pump(&mut self, now_ms: u64) -> Vec<(String, Vec<Filter>)> {
-        if now_ms < self.paused_until_ms {
+        if self.is_paused(now_ms) {
             return Vec::new();
         }
+        if now_ms.saturating_sub(self.window_start_ms) >= PACE_WINDOW_MS {
+            self.window_start_ms = now_ms;
+            self.sent_in_window = 0;
+        }
         let mut out = Vec::new();
-        while let Some(request) = self.live_queue.pop_front() {
+        while self.sent_in_window < REQS_PER_WINDOW {
+            let Some(request) = self.live_queue.pop_front() else {
+                break;
+            };
+            self.sent_in_window += 1;
             out.push(self.open_sub(request, "l", now_ms));
         }
-        while self.open_historic < self.max_historic {
+        while self.open_historic < self.max_historic && self.sent_in_window < REQS_PER_WINDOW {
             let Some(request) = self.historic_queue.pop_front() else {
                 break;
             };
             self.open_historic += 1;
+            self.sent_in_window += 1;
             out.push(self.open_sub(request, "h", now_ms));
         }
         out
+    }
+
+    /// Live filters open or queued, not counting subscriptions being retired.
+    pub fn live_filters(&self) -> usize {
+        let open: usize = self
+            .open
+            .iter()
+            .filter(|(id, s)| s.purpose == Purpose::Live && !self.retiring.contains(id))
+            .map(|(_, s)| s.filters.len())
+            .sum();
+        let queued: usize = self.live_queue.iter().map(|r| r.filters.len()).sum();
+        open + queued
+    }
+
+    /// Live subscriptions open right now (retiring ones included: the relay still counts them).
+    pub fn open_live(&self) -> usize {
+        self.open
+            .values()
+            .filter(|s| s.purpose == Purpose::Live)
+            .count()
+    }
+
+    /// Consolidation: every live subscription is to be replaced by what the caller queues
+    /// next. Queued live REQs are dropped; open ones stay open until the replacements went
+    /// out ([`Subscriptions::take_retired`]).
+    pub fn retire_live(&mut self) {
+        self.live_queue.clear();
+        let mut ids: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(id, s)| s.purpose == Purpose::Live && !self.retiring.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        self.retiring.extend(ids);
+    }
+
+    /// Whether `id` is a live subscription whose replacement is queued.
+    pub fn is_retiring(&self, id: &str) -> bool {
+        self.retiring.iter().any(|r| r == id)
+    }
+
+    /// Retired live subscriptions to CLOSE now that their replacements are sent.
+    pub fn take_retired(&mut self) -> Vec<String> {
+        if !self.live_queue.is_empty() || self.retiring.is_empty() {
+            return Vec::new();
+        }
+        let retiring = std::mem::take(&mut self.retiring);
+        retiring
+            .into_iter()
+            .filter(|id| self.remove(id).is_some())
+            .collect()
     }
 
     fn open_sub(&mut self, request: Request, prefix: &str, now_ms: u64) -> (String, Vec<Filter>) {
@@ -134,6 +214,7 @@ impl Subscriptions {
     /// The subscription ended (we sent CLOSE or the relay sent CLOSED).
     pub fn remove(&mut self, id: &str) -> Option<OpenSub> {
         let sub = self.open.remove(id)?;
+        self.retiring.retain(|r| r != id);
         if matches!(sub.purpose, Purpose::Historic { .. }) {
             self.open_historic -= 1;
         }
@@ -235,6 +316,48 @@ mod tests {
         s.enqueue(live(), false);
         assert!(s.pump(999).is_empty());
         assert_eq!(s.pump(1_000).len(), 2);
+    }
+
+    #[test]
+    fn reqs_are_paced_so_a_long_queue_never_goes_out_at_once() {
+        let mut s = Subscriptions::new(500);
+        for _ in 0..150 {
+            s.enqueue(live(), false);
+            s.enqueue(historic("b"), false);
+        }
+        assert_eq!(s.pump(0).len(), REQS_PER_WINDOW);
+        assert!(s.pump(PACE_WINDOW_MS - 1).is_empty());
+        let mut sent = REQS_PER_WINDOW;
+        let mut now = 0;
+        while sent < 300 {
+            now += PACE_WINDOW_MS;
+            let n = s.pump(now).len();
+            assert!(n <= REQS_PER_WINDOW);
+            sent += n;
+        }
+        assert_eq!(now, 14 * PACE_WINDOW_MS);
+        assert_eq!(s.open_live(), 150);
+    }
+
+    #[test]
+    fn retired_live_subscriptions_close_only_after_their_replacement_went_out() {
+        let mut s = Subscriptions::new(5);
+        for _ in 0..3 {
+            s.enqueue(live(), false);
+        }
+        let old: Vec<String> = s.pump(0).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(s.live_filters(), 3);
+        s.pause_until(5_000);
+        s.retire_live();
+        s.enqueue(live(), false);
+        assert_eq!(s.live_filters(), 1, "the replacement only");
+        assert_eq!(s.open_live(), 3, "old ones serve until then");
+        assert!(s.pump(1_000).is_empty());
+        assert!(s.take_retired().is_empty(), "replacement still queued");
+        assert_eq!(s.pump(5_000).len(), 1);
+        assert_eq!(s.take_retired(), old);
+        assert_eq!(s.open_live(), 1);
+        assert!(matches!(s.lookup(&old[0]), Lookup::Closed));
     }
 
     #[test]

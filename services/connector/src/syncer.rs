@@ -28,6 +28,8 @@ pub struct SyncerConfig {
     pub max_event_bytes: usize,
     /// Dropped-event counts are reported at most this often outside batch news.
     pub dropped_report_ms: u64,
+    /// Past this many live filters they are consolidated into fewer subscriptions.
+    pub live_filter_consolidation: usize,
 }
 
 /// A verified event to put on the events stream.
@@ -51,6 +53,15 @@ pub enum Action {
     StateChanged,
     /// The relay asked us to slow down: no REQ before this time (ms).
     RateLimited(u64),
+    /// Negentropy: ask the home index for the items of one filter of a batch, answer with
+    /// [`Syncer::on_index_items`].
+    IndexItems {
+        batch: String,
+        filter_idx: usize,
+        filter: Filter,
+    },
+    /// The relay showed it does not speak NIP-77: remember it (`RelayState::negentropy`).
+    NegentropyUnsupported,
 }
 
 pub struct Syncer {
@@ -71,6 +82,8 @@ pub struct Syncer {
     dropped: DroppedEvents,
     last_dropped_report_ms: u64,
     actions: Vec<Action>,
+    /// Negentropy batches' state (`reconcile.rs`).
+    recon: reconcile::Reconciler,
 }
 
 impl Syncer {
@@ -105,13 +118,16 @@ impl Syncer {
             dropped: DroppedEvents::default(),
             last_dropped_report_ms: 0,
             actions: Vec::new(),
+            recon: Default::default(),
         }
     }
 
     /// L1 live first, then L1 history (a catch-up when carried), then whatever the diff finds.
     pub fn start(&mut self, now_ms: u64) {
-        self.live.l1 = true;
-        self.enqueue_live(vec![filters::live(filters::l1())]);
+        if !self.live.l1 {
+            self.live.l1 = true;
+            self.enqueue_live(vec![filters::live(filters::l1())]);
+        }
         if self.work.carried.l1 {
             let l1 = Items {
                 l1: true,
@@ -147,6 +163,7 @@ impl Syncer {
                 }
             }
         }
+        self.neg_tick(now_ms);
         if self.work.next_retry_ms().is_some_and(|t| t <= now_ms) {
             self.rediff(now_ms);
         }
@@ -162,6 +179,7 @@ impl Syncer {
         self.flush_dropped(now_ms);
         for id in open {
             let b = self.batches.remove(&id).expect("key just listed");
+            self.forget_reconciliations(&id);
             self.news(RelayBody::BatchFailed {
                 batch: id,
                 session: self.session.clone(),
@@ -170,6 +188,31 @@ impl Syncer {
                 reason: format!("session ended: {reason}"),
             });
         }
+    }
+
+    /// Daily reconciliation: a fresh start on the open connection, as session `session`. The
+    /// history of everything is asked again; live subscriptions stay (they are still right),
+    /// and the open batches end silently (their session is over for every reader).
+    pub fn daily_fresh_start(&mut self, session: String, now_ms: u64) {
+        self.flush_dropped(now_ms);
+        let batches = std::mem::take(&mut self.batches);
+        for id in batches.keys() {
+            self.forget_reconciliations(id);
+            for sub in self.subs.drop_batch(id) {
+                self.send_close(&sub);
+            }
+        }
+        tracing::info!(old = %self.session, new = %session, dropped_batches = batches.len(), "daily reconciliation");
+        self.session = session;
+        self.since = None;
+        self.work = WorkSets::carrying(Items::default());
+        self.carried_opened = false;
+        self.actions.push(Action::StateChanged);
+        self.start(now_ms);
+    }
+
+    pub fn session(&self) -> &str {
+        &self.session
     }
 
     pub fn drain(&mut self) -> Vec<Action> {
@@ -265,10 +308,15 @@ impl Syncer {
         self.next_batch += 1;
         let id = format!("{}-b{}", self.session, self.next_batch);
         let count = (items.repos.len() + items.roots.len()) as u32;
+        // Negentropy hook: catch-ups of a quick reconnect keep REQ with `since`.
+        let method = match catch_up {
+            true => HistoricMethod::Req,
+            false => self.method,
+        };
         let batch = Batch::new(
             id.clone(),
             layer,
-            self.method,
+            method,
             items,
             catch_up,
             historic,
@@ -283,11 +331,16 @@ impl Syncer {
             filters: batch.filter_count() as u32,
             items: count,
         }));
-        for chunk in batch.first_requests().chunks(self.cfg.max_filters_per_req) {
-            self.subs.enqueue(historic_request(&id, chunk), false);
+        if method == HistoricMethod::Req {
+            for chunk in batch.first_requests().chunks(self.cfg.max_filters_per_req) {
+                self.subs.enqueue(historic_request(&id, chunk), false);
+            }
         }
         self.work.begin(&batch.items, catch_up);
-        self.batches.insert(id, batch);
+        self.batches.insert(id.clone(), batch);
+        if method == HistoricMethod::Negentropy {
+            self.open_reconciliations(&id);
+        }
     }
 
     fn enqueue_live(&mut self, live: Vec<Filter>) {
@@ -298,12 +351,52 @@ impl Syncer {
             };
             self.subs.enqueue(request, false);
         }
+        self.maybe_consolidate();
+    }
+
+    /// Every batch adds its own live filters; past the threshold they are replaced by one set
+    /// covering every live item (tag values packed 100 to a filter, 20 filters to a REQ).
+    /// Only when that at least halves them, so a set too large to fit under the threshold is
+    /// not rebuilt at every new batch.
+    fn maybe_consolidate(&mut self) {
+        let current = self.subs.live_filters();
+        let packed = self.all_live_filters();
+        if current <= self.cfg.live_filter_consolidation || packed.len() * 2 > current {
+            return;
+        }
+        tracing::info!(
+            from = current,
+            to = packed.len(),
+            "consolidating live subscriptions"
+        );
+        self.subs.retire_live();
+        for chunk in packed.chunks(self.cfg.max_filters_per_req) {
+            let request = Request {
+                purpose: Purpose::Live,
+                filters: chunk.to_vec(),
+            };
+            self.subs.enqueue(request, false);
+        }
+    }
+
+    fn all_live_filters(&self) -> Vec<Filter> {
+        let coords: Vec<String> = self.live.repos.iter().cloned().collect();
+        let ids: Vec<String> = self.live.roots.iter().cloned().collect();
+        let l1 = self.live.l1.then(filters::l1);
+        l1.into_iter()
+            .chain(filters::l2(&coords))
+            .chain(filters::l3(&ids))
+            .map(filters::live)
+            .collect()
     }
 
     fn pump(&mut self, now_ms: u64) {
         for (id, filters) in self.subs.pump(now_ms) {
             let req = ClientMessage::req(SubscriptionId::new(id), filters);
             self.actions.push(Action::Send(req.as_json()));
+        }
+        for id in self.subs.take_retired() {
+            self.send_close(&id);
         }
     }
 
@@ -328,6 +421,7 @@ impl Syncer {
             return;
         };
         let b = self.batches.remove(id).expect("batch present");
+        self.forget_reconciliations(id);
         let ok = end == BatchEnd::Confirmed;
         self.work
             .finish(&b.items, b.catch_up, ok, now_ms + self.cfg.batch_retry_ms);
@@ -387,6 +481,11 @@ fn historic_request(batch: &str, pages: &[(usize, Filter)]) -> Request {
     }
 }
 
+mod reconcile;
+#[cfg(test)]
+mod reconcile_tests;
 mod relay_messages;
 #[cfg(test)]
 mod tests;
+
+pub use reconcile::IndexAnswer;

@@ -1,5 +1,6 @@
 //! What the relay says, fed to the syncer: events (checked, paged, published), EOSE (next
-//! page or done), CLOSED (re-ask after a rate limit, else fail the batch), NOTICE.
+//! page or done), CLOSED (re-ask after a rate limit, else fail the batch), NOTICE and OK
+//! (rate limits).
 
 use ngit_sync_shared::filters;
 use ngit_sync_shared::messages::RelayBody;
@@ -21,11 +22,35 @@ impl Syncer {
         };
         match *message {
             RelayMessage::EndOfStoredEvents(sub) => self.on_eose(sub.as_str(), now_ms),
+            // Negentropy hook: NIP-77 answers and refusals go to `reconcile.rs`.
+            RelayMessage::NegMsg {
+                subscription_id,
+                message,
+            } => self.on_neg_msg(subscription_id.as_str(), &message, now_ms),
+            RelayMessage::NegErr {
+                subscription_id,
+                message,
+            } => self.on_neg_refused(subscription_id.as_str(), &message, now_ms),
+            RelayMessage::Closed {
+                subscription_id,
+                message,
+            } if self.is_neg_sub(subscription_id.as_str()) => {
+                self.on_neg_refused(subscription_id.as_str(), &message, now_ms)
+            }
             RelayMessage::Closed {
                 subscription_id,
                 message,
             } => self.on_closed(subscription_id.as_str(), &message, now_ms),
-            RelayMessage::Notice(message) => self.on_notice(&message, now_ms),
+            RelayMessage::Notice(message) => {
+                self.on_notice(&message, now_ms);
+                self.on_neg_notice(&message, now_ms);
+            }
+            // We send no EVENT, but a relay may answer anything with a rate limit.
+            RelayMessage::Ok {
+                status: false,
+                message,
+                ..
+            } if message.starts_with("rate-limited:") => self.rate_limit(now_ms, &message),
             other => tracing::debug!(message = %other.as_json(), "relay message ignored"),
         }
     }
@@ -112,11 +137,15 @@ impl Syncer {
         }
         self.news(page);
         self.flush_dropped(now_ms);
+        // Negentropy hook: a finished fetch round may confirm its filter or fail the batch.
+        self.fetch_progress(&batch, now_ms);
         self.settle(&batch, now_ms);
         self.pump(now_ms);
     }
 
     fn on_closed(&mut self, sub: &str, message: &str, now_ms: u64) {
+        // A consolidated subscription already replaces it: nothing to ask again.
+        let replaced = self.subs.is_retiring(sub);
         let Some(open) = self.subs.remove(sub) else {
             tracing::debug!(sub, message, "CLOSED for a subscription already ended");
             return;
@@ -126,6 +155,7 @@ impl Syncer {
             self.rate_limit(now_ms, message);
         }
         match open.purpose {
+            Purpose::Live if replaced => {}
             Purpose::Live if rate_limited => {
                 self.subs.enqueue(
                     Request {

@@ -16,6 +16,7 @@ fn cfg() -> SyncerConfig {
         batch_retry_ms: 600_000,
         max_event_bytes: 512 * 1024,
         dropped_report_ms: 5_000,
+        live_filter_consolidation: 70,
     }
 }
 
@@ -435,4 +436,119 @@ fn issues_of_a_listed_repo_arrive_through_l2() {
     s.on_text(&frame(sub, &issue(&keys, "30617:p:one", 5)), 2);
     s.on_text(&frame(sub, &issue(&keys, "30617:p:other", 5)), 2);
     assert_eq!(publishes(&s.drain()).len(), 1);
+}
+
+fn closes(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(text) => match ClientMessage::from_json(text).unwrap() {
+                ClientMessage::Close(sub) => Some(sub.to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn live(actions: &[Action]) -> Vec<(String, Vec<Filter>)> {
+    reqs(actions)
+        .into_iter()
+        .filter(|(_, f)| f[0].limit == Some(0))
+        .collect()
+}
+
+#[test]
+fn live_filters_past_seventy_are_consolidated_and_the_old_ones_closed_after() {
+    let mut s = fresh();
+    s.start(0);
+    let mut open_live: BTreeSet<String> = live(&s.drain()).into_iter().map(|(id, _)| id).collect();
+    let coords: Vec<String> = (0..40).map(|i| format!("30617:p:{i}")).collect();
+    let mut consolidated_at = None;
+    for n in 1..=coords.len() {
+        let now = n as u64 * 1_000;
+        let refs: Vec<&str> = coords[..n].iter().map(String::as_str).collect();
+        s.on_targets(targets(&refs, &[]), now);
+        let a = s.drain();
+        assert!(reqs(&a).iter().all(|(_, f)| f.len() <= 20));
+        open_live.extend(live(&a).into_iter().map(|(id, _)| id));
+        let closed = closes(&a);
+        let closed_live: Vec<&String> = closed.iter().filter(|c| open_live.contains(*c)).collect();
+        if !closed_live.is_empty() {
+            consolidated_at.get_or_insert(n);
+            // The replacement went out in the same breath, before the CLOSEs.
+            let first_close = a
+                .iter()
+                .position(|x| matches!(x, Action::Send(t) if t.starts_with("[\"CLOSE\"")))
+                .unwrap();
+            let last_live_req = a
+                .iter()
+                .rposition(|x| matches!(x, Action::Send(t) if t.contains("\"limit\":0")))
+                .unwrap();
+            assert!(last_live_req < first_close);
+            for c in closed_live.clone() {
+                open_live.remove(c);
+            }
+        }
+    }
+    // 1 (L1) + 3 per repo batch passes 70 at the 24th repo.
+    assert_eq!(consolidated_at, Some(24));
+    // One consolidated REQ (L1 and three tag filters), then one REQ per later batch.
+    assert_eq!(s.subs.live_filters(), 4 + 3 * 16);
+    assert_eq!(open_live.len(), 1 + 16, "{open_live:?}");
+}
+
+#[test]
+fn a_daily_reconciliation_asks_all_history_again_as_a_new_session_keeping_live() {
+    let state = RelayState {
+        confirmed_l1: true,
+        confirmed_repos: vec!["30617:p:one".into()],
+        ..Default::default()
+    };
+    let start = StartPlan {
+        plan: SyncPlan::Quick,
+        since: Some(Timestamp::from(1_000)),
+    };
+    let mut s = Syncer::new(cfg(), "w-1".into(), start, &state, HistoricMethod::Req);
+    s.start(0);
+    s.on_targets(targets(&["30617:p:one"], &[]), 1);
+    let before = s.drain();
+    let open_historic: Vec<String> = historic(&before).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(open_historic.len(), 2);
+
+    s.daily_fresh_start("w-9".into(), 5_000);
+    let a = s.drain();
+    assert_eq!(s.session(), "w-9");
+    let mut closed = closes(&a);
+    closed.sort();
+    assert_eq!(closed, open_historic, "the old batches' pages are closed");
+    assert!(live(&a).is_empty(), "live subscriptions stay as they are");
+    let h = historic(&a);
+    assert_eq!(h.len(), 2, "L1 and L2 history again");
+    assert!(h.iter().all(|(_, f)| f[0].since.is_none()), "full history");
+    let opened: Vec<String> = news(&a)
+        .into_iter()
+        .filter_map(|n| match n {
+            RelayBody::BatchOpened(b) => Some(b.session),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened, ["w-9", "w-9"]);
+    assert!(s.persisted().is_empty());
+    assert!(news(&a)
+        .iter()
+        .all(|n| !matches!(n, RelayBody::BatchFailed { .. })));
+}
+
+#[test]
+fn a_rate_limited_ok_pauses_reqs() {
+    let mut s = fresh();
+    s.on_text(
+        &format!(
+            "[\"OK\",\"{}\",false,\"rate-limited: too fast\"]",
+            "a".repeat(64)
+        ),
+        0,
+    );
+    assert!(s.drain().contains(&Action::RateLimited(65_000)));
 }
