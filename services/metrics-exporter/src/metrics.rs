@@ -40,6 +40,7 @@ pub struct Metrics {
     sink_lag: IntGaugeVec,
     workers: IntGauge,
     relays_per_worker: IntGaugeVec,
+    lease_handoffs: IntCounter,
 }
 
 impl Metrics {
@@ -66,6 +67,11 @@ impl Metrics {
             "Events newly saved on the home relay",
         )?;
         registry.register(Box::new(events_synced.clone()))?;
+        let lease_handoffs = IntCounter::new(
+            "ngit_sync_lease_handoffs_total",
+            "Relays claimed by a worker other than the one that claimed them last",
+        )?;
+        registry.register(Box::new(lease_handoffs.clone()))?;
         let historic_sync = HistogramVec::new(
             HistogramOpts::new(
                 "ngit_sync_historic_sync_seconds",
@@ -135,6 +141,7 @@ impl Metrics {
                 "Relay leases held by each live worker",
                 &["worker"],
             )?,
+            lease_handoffs,
             registry,
         })
     }
@@ -218,6 +225,8 @@ impl Metrics {
                 .set(i64::try_from(lag).unwrap_or(i64::MAX));
         }
         self.workers.set(view.workers(now_ms) as i64);
+        self.lease_handoffs.reset();
+        self.lease_handoffs.inc_by(view.lease_handoffs());
         for (worker, n) in view.relays_per_worker(now_ms) {
             self.relays_per_worker
                 .with_label_values(&[&worker])

@@ -52,6 +52,9 @@ pub struct View {
     leases: Expiring<LeaseEntry>,
     sink_watermark: Option<u64>,
     events_last_seq: Option<u64>,
+    /// Connector pool: who claimed each relay last, and how often a relay changed hands.
+    claimed_by: HashMap<RelayKey, String>,
+    lease_handoffs: u64,
 }
 
 impl View {
@@ -66,6 +69,8 @@ impl View {
             leases: Expiring::new(lease_ttl),
             sink_watermark: None,
             events_last_seq: None,
+            claimed_by: HashMap::new(),
+            lease_handoffs: 0,
         }
     }
 
@@ -83,6 +88,7 @@ impl View {
 
     /// One message of the RELAYS stream. Returns the batch it ended, if any.
     pub fn apply_news(&mut self, news: &RelayNews) -> Option<BatchDone> {
+        self.count_handoff(news);
         let relay = self.learn_url(&news.relay);
         match &news.body {
             RelayBody::Discovered { .. } => {
@@ -117,6 +123,28 @@ impl View {
                 })
             }
         }
+    }
+
+    /// Connector pool: a `claimed` by another worker than the relay's previous claimer is a
+    /// handoff (failover, rebalance, or a graceful stop's successor).
+    fn count_handoff(&mut self, news: &RelayNews) {
+        match &news.body {
+            RelayBody::Claimed { worker } => {
+                let previous = self.claimed_by.insert(news.relay.key(), worker.clone());
+                if previous.is_some_and(|p| p != *worker) {
+                    self.lease_handoffs += 1;
+                }
+            }
+            RelayBody::Forgotten => {
+                self.claimed_by.remove(&news.relay.key());
+            }
+            _ => {}
+        }
+    }
+
+    /// Relays that changed hands between workers (`ngit_sync_lease_handoffs_total`).
+    pub fn lease_handoffs(&self) -> u64 {
+        self.lease_handoffs
     }
 
     /// One batch of the OUTCOMES stream.

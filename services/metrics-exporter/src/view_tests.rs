@@ -319,3 +319,25 @@ fn sink_lag_is_last_sequence_minus_the_sink_watermark() {
     v.put_watermark(SINK_WATERMARK, Some(Watermark { seq: 12, at_ms: 0 }));
     assert_eq!(v.sink_lag(), Some(0));
 }
+
+#[test]
+fn a_claim_by_another_worker_counts_as_a_lease_handoff() {
+    let mut v = view();
+    let claimed = |w: &str| RelayBody::Claimed { worker: w.into() };
+    let released = |w: &str| RelayBody::Released {
+        worker: w.into(),
+        reason: "shutdown".into(),
+    };
+    v.apply_news(&news(A, 1, claimed("w1")));
+    v.apply_news(&news(A, 2, released("w1")));
+    // The same worker again (a restart of it) is no handoff.
+    v.apply_news(&news(A, 3, claimed("w1")));
+    assert_eq!(v.lease_handoffs(), 0);
+    v.apply_news(&news(A, 4, claimed("w2")));
+    v.apply_news(&news(B, 5, claimed("w2")));
+    assert_eq!(v.lease_handoffs(), 1);
+    // A forgotten relay starts over.
+    v.apply_news(&news(A, 6, RelayBody::Forgotten));
+    v.apply_news(&news(A, 7, claimed("w3")));
+    assert_eq!(v.lease_handoffs(), 1);
+}
