@@ -12,6 +12,7 @@
 //! Everything binds 127.0.0.1 only and is torn down on drop.
 
 pub mod corpus;
+mod counting_stream;
 pub mod eventually;
 mod handshake;
 pub mod nats;

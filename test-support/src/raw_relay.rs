@@ -32,6 +32,9 @@ pub enum NegBehaviour {
     Silence,
     /// Drops the connection.
     Disconnect,
+    /// Speaks NIP-77 truthfully over the stored events, then answers every REQ for `ids` with
+    /// EOSE alone: a relay that advertises events it never serves.
+    Lie,
 }
 
 /// Behaviour of a [`RawRelay`].
@@ -276,6 +279,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         let _ = ws.close(None).await;
         return;
     }
+    let mut lying = lying::Sessions::default();
     while let Some(Ok(message)) = ws.next().await {
         let text = match message {
             Message::Text(text) => text.to_string(),
@@ -287,7 +291,10 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
             .lock()
             .expect("received lock")
             .push(text.clone());
-        match respond(&shared, &text) {
+        let reply = lying
+            .handle(&shared, &text)
+            .unwrap_or_else(|| respond(&shared, &text));
+        match reply {
             Reply::Disconnect => return,
             Reply::Send(messages) => {
                 for message in messages {
@@ -306,6 +313,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
+mod lying;
 mod protocol;
 #[cfg(test)]
 mod tests;

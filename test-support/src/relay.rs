@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use nostr_relay_builder::builder::{PolicyResult, QueryPolicy, WritePolicy};
 use nostr_relay_builder::prelude::{MemoryDatabase, MemoryDatabaseOptions, NostrDatabase};
 use nostr_relay_builder::{LocalRelay, RelayBuilder};
 
+use crate::counting_stream::CountingStream;
 use crate::handshake;
 use crate::net::bind_loopback;
 use crate::server_thread::ServerThread;
@@ -98,6 +99,8 @@ struct Stats {
     open_connections: AtomicUsize,
     writes: AtomicUsize,
     queries: Mutex<Vec<Filter>>,
+    /// Shared with every connection's [`CountingStream`].
+    bytes_sent: Arc<AtomicU64>,
 }
 
 /// Records each filter nostr-relay-builder is about to run; it has no other hook on REQs.
@@ -352,6 +355,11 @@ impl TestRelay {
     pub fn write_count(&self) -> usize {
         self.stats.writes.load(Ordering::SeqCst)
     }
+
+    /// Bytes sent to clients after the WebSocket upgrade, framing included (across restarts).
+    pub fn bytes_sent(&self) -> u64 {
+        self.stats.bytes_sent.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for TestRelay {
@@ -380,12 +388,14 @@ async fn accept_loop(listener: std::net::TcpListener, relay: LocalRelay, stats: 
         };
         let relay = relay.clone();
         let open = OpenConnection::new(Arc::clone(&stats));
+        let written = Arc::clone(&stats.bytes_sent);
         tokio::spawn(async move {
             let _open = open;
             if let Err(e) = handshake::upgrade(&mut stream).await {
                 tracing::debug!(%addr, "test relay upgrade failed: {e:#}");
                 return;
             }
+            let stream = CountingStream::new(stream, written);
             if let Err(e) = relay.take_connection(stream, addr).await {
                 tracing::debug!(%addr, "test relay connection ended: {e}");
             }

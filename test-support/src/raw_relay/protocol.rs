@@ -28,6 +28,10 @@ impl StoredEvent {
         }
     }
 
+    pub(super) fn parsed(&self) -> Option<&Event> {
+        self.parsed.as_ref()
+    }
+
     fn matches(&self, filter: &Filter, unconditional: bool, ignore_filters: bool) -> bool {
         let in_time = filter.since.is_none_or(|t| self.created_at >= t.as_secs())
             && filter.until.is_none_or(|t| self.created_at <= t.as_secs());
@@ -117,7 +121,9 @@ fn select<'a>(
             .then_with(|| a.id.cmp(&b.id))
     };
     let mut chosen: BTreeSet<usize> = BTreeSet::new();
-    for filter in filters {
+    // A lying relay never serves what it advertised by negentropy.
+    let lying = opts.neg == NegBehaviour::Lie;
+    for filter in filters.iter().filter(|f| !(lying && f.ids.is_some())) {
         let mut matching: Vec<(usize, &StoredEvent)> = events
             .iter()
             .enumerate()
@@ -143,6 +149,8 @@ fn neg_open(behaviour: NegBehaviour, sub: &str) -> Reply {
         NegBehaviour::Closed => closed(sub, "unsupported: negentropy"),
         NegBehaviour::Silence => return Reply::Send(Vec::new()),
         NegBehaviour::Disconnect => return Reply::Disconnect,
+        // Answered by `lying::Sessions` before this point; a message it could not read ends here.
+        NegBehaviour::Lie => json!(["NEG-ERR", sub, "error: bad NEG-OPEN"]).to_string(),
     };
     Reply::Send(vec![message])
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nostr::{EventBuilder, Keys, Kind};
+use nostr::{EventBuilder, JsonUtil, Keys, Kind};
 use nostr_sdk::Client;
 
 use super::*;
@@ -157,4 +157,20 @@ async fn negentropy_sync_works_through_the_fixture() {
     let second = client.sync(filter, &opts).await.unwrap();
     assert!(second.val.received.is_empty());
     client.shutdown().await;
+}
+
+#[tokio::test]
+async fn bytes_sent_counts_what_clients_received() {
+    let relay = TestRelay::remote().await.unwrap();
+    let events = notes(10);
+    relay.publish(&events).await.unwrap();
+    assert_eq!(relay.bytes_sent(), 0);
+    assert_eq!(fetch_ids(&relay).await.len(), 10);
+    let json: u64 = events.iter().map(|e| e.as_json().len() as u64).sum();
+    // Every event went out once, wrapped in an EVENT frame, plus EOSE.
+    eventually(WAIT, "bytes counted", || async {
+        relay.bytes_sent() > json
+    })
+    .await
+    .unwrap();
 }
