@@ -100,7 +100,11 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Ping { service } => inspect(|bus| async move { ngit_sync::ping::ping(&bus, &service).await }).await,
+        Command::Ping { service } => {
+            let config = CommonConfig::from_lookup(&ngit_sync_shared::config::env()).unwrap_or_else(|e| process::exit_on_config_error(e));
+            let Some(client) = connect(&config).await else { return ExitCode::from(process::EXIT_FAILURE as u8) };
+            report(ngit_sync::ping::ping(&client, &config.names, &service).await)
+        }
         Command::Relay { addr, data_dir } => match ngit_sync::home_relay::HomeRelay::start_on(addr, &data_dir).await {
             Ok(relay) => {
                 process::shutdown_on_signals().cancelled().await;
@@ -115,7 +119,36 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Connects to the configured NATS (no local server: inspecting needs a running system).
+/// Connects to the configured NATS within 5 s (no local server: inspecting needs a running system).
+async fn connect(config: &CommonConfig) -> Option<async_nats::Client> {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        config.nats.connect("ngit-sync-cli"),
+    )
+    .await
+    {
+        Ok(Ok(c)) => Some(c),
+        _ => {
+            eprintln!(
+                "cannot reach NATS at {} (set NATS_URL)",
+                config.nats.redacted_url()
+            );
+            None
+        }
+    }
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(process::EXIT_FAILURE as u8)
+        }
+    }
+}
+
+/// Connects and opens the buckets, for the commands that read them.
 async fn inspect<F, Fut>(f: F) -> ExitCode
 where
     F: FnOnce(ngit_sync_shared::Bus) -> Fut,
@@ -123,33 +156,11 @@ where
 {
     let config = CommonConfig::from_lookup(&ngit_sync_shared::config::env())
         .unwrap_or_else(|e| process::exit_on_config_error(e));
-    let client = match tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        config.nats.connect("ngit-sync-cli"),
-    )
-    .await
-    {
-        Ok(Ok(c)) => c,
-        _ => {
-            eprintln!(
-                "cannot reach NATS at {} (set NATS_URL)",
-                config.nats.redacted_url()
-            );
-            return ExitCode::from(process::EXIT_FAILURE as u8);
-        }
+    let Some(client) = connect(&config).await else {
+        return ExitCode::from(process::EXIT_FAILURE as u8);
     };
-    let bus = match ngit_sync_shared::bus_for(client, &config).await {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(process::EXIT_FAILURE as u8);
-        }
-    };
-    match f(bus).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(process::EXIT_FAILURE as u8)
-        }
+    match ngit_sync_shared::bus_for(client, &config).await {
+        Ok(bus) => report(f(bus).await),
+        Err(e) => report(Err(e.to_string())),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ngit_sync_shared::Bus;
+use ngit_sync_shared::Names;
 
 /// Services that register with the service API.
 pub const SERVICES: [&str; 5] = [
@@ -19,7 +19,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 const SERVICE_API_PREFIX: &str = "$SRV";
 
 /// Ok when an instance of `service` answers `$SRV.PING.<name>` within 2 s.
-pub async fn ping(bus: &Bus, service: &str) -> Result<(), String> {
+/// Needs only a connection: a health check run every few seconds must not provision anything.
+pub async fn ping(client: &async_nats::Client, names: &Names, service: &str) -> Result<(), String> {
     if !SERVICES.contains(&service) {
         return Err(format!(
             "unknown service {service:?} (one of {})",
@@ -29,14 +30,9 @@ pub async fn ping(bus: &Bus, service: &str) -> Result<(), String> {
     let subject = format!(
         "{}.PING.{}",
         SERVICE_API_PREFIX,
-        bus.names.service_name(service)
+        names.service_name(service)
     );
-    match tokio::time::timeout(
-        PING_TIMEOUT,
-        bus.client.request(subject, bytes::Bytes::new()),
-    )
-    .await
-    {
+    match tokio::time::timeout(PING_TIMEOUT, client.request(subject, bytes::Bytes::new())).await {
         Ok(Ok(reply)) => {
             println!("{}", String::from_utf8_lossy(&reply.payload));
             Ok(())

@@ -82,6 +82,10 @@ pub async fn connect(
     connect_with_limit(url, timeout, MAX_FRAME_BYTES).await
 }
 
+/// Read chunk of a socket, allocated per connection. tungstenite's default of 128 KiB made an
+/// idle relay session cost about a quarter of a megabyte; larger frames still arrive whole.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Like [`connect`], accepting frames up to `max_frame` bytes (never less than [`MAX_FRAME_BYTES`]).
 pub async fn connect_with_limit(
     url: &RelayUrl,
@@ -91,7 +95,8 @@ pub async fn connect_with_limit(
     let limit = max_frame.max(MAX_FRAME_BYTES);
     let config = WebSocketConfig::default()
         .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
+        .max_frame_size(Some(limit))
+        .read_buffer_size(READ_BUFFER_BYTES);
     let fut = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false);
     let (ws, _response) = match tokio::time::timeout(timeout, fut).await {
         Err(_) => return Err(SocketError::ConnectTimeout(timeout)),

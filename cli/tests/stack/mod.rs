@@ -82,6 +82,16 @@ impl Stack {
         seed: &[nostr::Event],
         tweak: impl FnOnce(&mut HashMap<String, String>),
     ) -> anyhow::Result<Stack> {
+        Self::start_without(seed, &[], tweak).await
+    }
+
+    /// Like [`start_with`](Self::start_with), but the services in `without` are not started
+    /// (e.g. connectors run as separate processes of the built binary instead).
+    pub async fn start_without(
+        seed: &[nostr::Event],
+        without: &[Service],
+        tweak: impl FnOnce(&mut HashMap<String, String>),
+    ) -> anyhow::Result<Stack> {
         ngit_sync_test_support::init_tracing();
         let nats = NatsServer::start().await?;
         let home = TestRelay::home().await?;
@@ -99,7 +109,7 @@ impl Stack {
             bus,
             running: HashMap::new(),
         };
-        for s in ALL {
+        for s in ALL.into_iter().filter(|s| !without.contains(s)) {
             stack.start_service(s).await?;
         }
         Ok(stack)
