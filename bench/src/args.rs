@@ -146,6 +146,10 @@ pub struct SeedArgs {
     /// this tool does (e.g. compose service names); defaults to --relays.
     #[arg(long, value_delimiter = ',')]
     pub announce_relays: Vec<String>,
+    /// Publish nothing: count what the home relay (--home) misses of this corpus and which
+    /// unrelated events it holds; exit 0 only when both are zero.
+    #[arg(long)]
+    pub check: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -13,6 +13,20 @@ async fn main() -> ExitCode {
     ngit_sync_test_support::init_tracing();
     let cli = Cli::parse();
     let result = match &cli.command {
+        Some(Command::Seed(args)) if args.check => match seed::check(args).await {
+            Ok(report) => {
+                // One line a script can read: `related=.. missing=.. unrelated=..`.
+                println!(
+                    "related={} missing={} unrelated={}",
+                    report.related, report.missing, report.unrelated
+                );
+                if !report.complete() {
+                    return ExitCode::FAILURE;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
         Some(Command::Seed(args)) => seed::run(args).await.map(|report| {
             println!(
                 "{}",
