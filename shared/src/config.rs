@@ -118,6 +118,15 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
+/// A lookup from literal pairs: how tests (and embedding programs) pass settings without
+/// touching the process environment.
+pub fn lookup_from(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A comma- or space-separated list of relay URLs; each must be ws:// or wss://.
 pub fn relays(lookup: &dyn Lookup, var: &str) -> Result<Vec<RelayUrl>, ConfigError> {
     let Some(v) = value(lookup, var) else {
@@ -294,10 +303,7 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        lookup_from(pairs)
     }
 
     #[test]

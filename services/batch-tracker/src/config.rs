@@ -53,16 +53,9 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use ngit_sync_shared::config::lookup_from as map;
 
     #[test]
     fn quiet_defaults_to_the_design_constant() {

@@ -289,14 +289,7 @@ fn default_worker_id(hostname: Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use ngit_sync_shared::config::lookup_from as map;
 
     #[test]
     fn defaults_come_from_the_design_constants() {

@@ -96,16 +96,9 @@ fn relay_url(var: &str, value: &str) -> Result<RelayUrl, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use ngit_sync_shared::config::lookup_from as map;
 
     #[test]
     fn the_home_relay_is_required() {
