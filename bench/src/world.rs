@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use ngit_sync_test_support::corpus::spread_events;
 use ngit_sync_test_support::{Corpus, CorpusSpec, RawRelay, RawRelayOptions, Repo, TestRelay};
-use nostr::{Event, EventBuilder, EventId, Kind, Tag, Timestamp};
+use nostr::{Event, EventId, Timestamp};
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -224,18 +224,7 @@ pub fn listings(spec: &WorldSpec) -> Vec<Vec<usize>> {
 /// A fresh announcement of `repo` by its owner listing `relays` and nothing else, newer than
 /// the corpus' own so it replaces that one wherever both meet.
 pub fn announce(repo: &Repo, relays: &[String]) -> Event {
-    let mut relays_tag = vec!["relays".to_string()];
-    relays_tag.extend(relays.iter().cloned());
-    let tags = [
-        Tag::identifier(repo.identifier()),
-        Tag::parse(["name", repo.identifier()]).expect("a name tag parses"),
-        Tag::parse(relays_tag).expect("a relays tag parses"),
-    ];
-    EventBuilder::new(Kind::GitRepoAnnouncement, "")
-        .tags(tags)
-        .custom_created_at(Timestamp::now())
-        .sign_with_keys(&repo.owner)
-        .expect("signing with the owner's keys")
+    repo.announcement_listing(relays, Timestamp::now())
 }
 
 #[cfg(test)]

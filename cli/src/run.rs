@@ -29,24 +29,32 @@ pub async fn run(
         "discovery" => {
             let c = ngit_sync_discovery::Config::from_lookup(settings)?;
             let nats = connect("discovery", &c.common).await?;
-            finish("discovery", ngit_sync_discovery::run(c, nats, shutdown)).await
+            finish(
+                "discovery",
+                Box::pin(ngit_sync_discovery::run(c, nats, shutdown)),
+            )
+            .await
         }
         "connector" => {
             let c = ngit_sync_connector::Config::from_lookup(settings)?;
             let nats = connect("connector", &c.common).await?;
-            finish("connector", ngit_sync_connector::run(c, nats, shutdown)).await
+            finish(
+                "connector",
+                Box::pin(ngit_sync_connector::run(c, nats, shutdown)),
+            )
+            .await
         }
         "sink" => {
             let c = ngit_sync_sink::Config::from_lookup(settings)?;
             let nats = connect("sink", &c.common).await?;
-            finish("sink", ngit_sync_sink::run(c, nats, shutdown)).await
+            finish("sink", Box::pin(ngit_sync_sink::run(c, nats, shutdown))).await
         }
         "batch-tracker" => {
             let c = ngit_sync_batch_tracker::Config::from_lookup(settings)?;
             let nats = connect("batch-tracker", &c.common).await?;
             finish(
                 "batch-tracker",
-                ngit_sync_batch_tracker::run(c, nats, shutdown),
+                Box::pin(ngit_sync_batch_tracker::run(c, nats, shutdown)),
             )
             .await
         }
@@ -55,7 +63,7 @@ pub async fn run(
             let nats = connect("metrics-exporter", &c.common).await?;
             finish(
                 "metrics-exporter",
-                ngit_sync_metrics_exporter::run(c, nats, shutdown),
+                Box::pin(ngit_sync_metrics_exporter::run(c, nats, shutdown)),
             )
             .await
         }
@@ -74,6 +82,8 @@ async fn connect(name: &str, common: &CommonConfig) -> Result<async_nats::Client
         .map_err(|e| UpError::Connect(e.to_string()))
 }
 
+/// Each service's future is boxed: together in one match their sizes add up to more stack than
+/// a debug build's worker thread has.
 async fn finish<E: std::fmt::Display>(
     service: &'static str,
     fut: impl Future<Output = Result<(), E>>,

@@ -3,7 +3,6 @@
 //! and an embedded home relay stand in for `NATS_URL` and `NGIT_SYNC_HOME_RELAY` when unset.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,25 +42,14 @@ pub enum UpError {
 const PLACEHOLDER_NATS: &str = "nats://127.0.0.1:4222";
 const PLACEHOLDER_HOME: &str = "ws://127.0.0.1:7777";
 
-/// Every service's configuration, read from one lookup.
-struct Configs {
-    discovery: ngit_sync_discovery::Config,
-    connector: ngit_sync_connector::Config,
-    sink: ngit_sync_sink::Config,
-    tracker: ngit_sync_batch_tracker::Config,
-    exporter: ngit_sync_metrics_exporter::Config,
-}
-
-impl Configs {
-    fn read(lookup: &HashMap<String, String>) -> Result<Configs, ConfigError> {
-        Ok(Configs {
-            discovery: ngit_sync_discovery::Config::from_lookup(lookup)?,
-            connector: ngit_sync_connector::Config::from_lookup(lookup)?,
-            sink: ngit_sync_sink::Config::from_lookup(lookup)?,
-            tracker: ngit_sync_batch_tracker::Config::from_lookup(lookup)?,
-            exporter: ngit_sync_metrics_exporter::Config::from_lookup(lookup)?,
-        })
-    }
+/// Reads every service's configuration, so a bad value stops `up` before anything starts.
+fn validate(lookup: &HashMap<String, String>) -> Result<(), ConfigError> {
+    ngit_sync_discovery::Config::from_lookup(lookup)?;
+    ngit_sync_connector::Config::from_lookup(lookup)?;
+    ngit_sync_sink::Config::from_lookup(lookup)?;
+    ngit_sync_batch_tracker::Config::from_lookup(lookup)?;
+    ngit_sync_metrics_exporter::Config::from_lookup(lookup)?;
+    Ok(())
 }
 
 /// The environment with the flags applied on top.
@@ -93,7 +81,7 @@ pub async fn up(
     check
         .entry("NGIT_SYNC_HOME_RELAY".into())
         .or_insert_with(|| PLACEHOLDER_HOME.into());
-    Configs::read(&check)?;
+    validate(&check)?;
 
     std::fs::create_dir_all(&opts.data_dir)
         .map_err(|e| LocalNatsError::Dir(opts.data_dir.clone(), e))?;
@@ -113,7 +101,8 @@ pub async fn up(
             Some(relay)
         }
     };
-    let result = run_services(Configs::read(&settings)?, shutdown).await;
+    validate(&settings)?;
+    let result = run_services(&settings, shutdown).await;
     if let Some(relay) = home {
         relay.stop();
     }
@@ -123,70 +112,22 @@ pub async fn up(
     result
 }
 
-async fn run_services(configs: Configs, shutdown: CancellationToken) -> Result<(), UpError> {
-    let connect = |name: &'static str, common: &ngit_sync_shared::CommonConfig| {
-        let nats = common.nats.clone();
-        async move {
-            nats.connect(name)
-                .await
-                .map_err(|e| UpError::Connect(e.to_string()))
-        }
-    };
+async fn run_services(
+    settings: &HashMap<String, String>,
+    shutdown: CancellationToken,
+) -> Result<(), UpError> {
     let stop = shutdown.child_token();
     let tasks = TaskTracker::new();
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::channel::<UpError>(8);
-    let spawn =
-        |service: &'static str,
-         fut: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>| {
-            let failed = failed_tx.clone();
-            tasks.spawn(async move {
-                if let Err(message) = fut.await {
-                    tracing::error!(service, error = %message, "service failed");
-                    let _ = failed.send(UpError::Service { service, message }).await;
-                }
-            });
-        };
-    let c = connect("sink", &configs.sink.common).await?;
-    spawn(
-        "sink",
-        Box::pin(report(ngit_sync_sink::run(configs.sink, c, stop.clone()))),
-    );
-    let c = connect("discovery", &configs.discovery.common).await?;
-    spawn(
-        "discovery",
-        Box::pin(report(ngit_sync_discovery::run(
-            configs.discovery,
-            c,
-            stop.clone(),
-        ))),
-    );
-    let c = connect("batch-tracker", &configs.tracker.common).await?;
-    spawn(
-        "batch-tracker",
-        Box::pin(report(ngit_sync_batch_tracker::run(
-            configs.tracker,
-            c,
-            stop.clone(),
-        ))),
-    );
-    let c = connect("metrics-exporter", &configs.exporter.common).await?;
-    spawn(
-        "metrics-exporter",
-        Box::pin(report(ngit_sync_metrics_exporter::run(
-            configs.exporter,
-            c,
-            stop.clone(),
-        ))),
-    );
-    let c = connect("connector", &configs.connector.common).await?;
-    spawn(
-        "connector",
-        Box::pin(report(ngit_sync_connector::run(
-            configs.connector,
-            c,
-            stop.clone(),
-        ))),
-    );
+    for service in crate::run::SERVICES {
+        let (settings, stop, failed) = (settings.clone(), stop.clone(), failed_tx.clone());
+        tasks.spawn(async move {
+            if let Err(error) = crate::run::run(service, &settings, stop).await {
+                tracing::error!(service, %error, "service failed");
+                let _ = failed.send(error).await;
+            }
+        });
+    }
     tasks.close();
     drop(failed_tx);
 
@@ -207,10 +148,4 @@ async fn run_services(configs: Configs, shutdown: CancellationToken) -> Result<(
         Some(e) if !shutdown.is_cancelled() => Err(e),
         _ => Ok(()),
     }
-}
-
-async fn report<E: std::fmt::Display>(
-    fut: impl Future<Output = Result<(), E>>,
-) -> Result<(), String> {
-    fut.await.map_err(|e| e.to_string())
 }

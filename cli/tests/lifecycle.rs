@@ -9,26 +9,11 @@ use std::time::Duration;
 
 use ngit_sync_shared::messages::RelayBody;
 use ngit_sync_shared::status::ConnectionStatus;
-use ngit_sync_test_support::{eventually, Corpus, CorpusSpec, Repo, TestRelay};
-use nostr::{Event, EventBuilder, EventId, Kind, Tag, Timestamp};
+use ngit_sync_test_support::{eventually, Corpus, CorpusSpec, TestRelay};
+use nostr::{EventBuilder, EventId, Kind, Tag, Timestamp};
 use stack::Stack;
 
 const SYNC_WITHIN: Duration = Duration::from_secs(60);
-
-/// An announcement of `repo` by its owner listing exactly `relays`, made at `at`.
-fn announce(repo: &Repo, relays: &[String], at: Timestamp) -> Event {
-    let mut relays_tag = vec!["relays".to_string()];
-    relays_tag.extend(relays.iter().cloned());
-    EventBuilder::new(Kind::GitRepoAnnouncement, "")
-        .tags([
-            Tag::identifier(repo.identifier()),
-            Tag::parse(["name", repo.identifier()]).unwrap(),
-            Tag::parse(relays_tag).unwrap(),
-        ])
-        .custom_created_at(at)
-        .sign_with_keys(&repo.owner)
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_dropped_from_the_announcement_is_forgotten_disconnected_and_gone_from_metrics(
@@ -46,7 +31,7 @@ async fn a_relay_dropped_from_the_announcement_is_forgotten_disconnected_and_gon
     kept.publish(&repo.all_events()).await?;
     dropped.publish(&repo.all_events()).await?;
     let now = Timestamp::now().as_secs();
-    let both = announce(repo, &urls, Timestamp::from(now - 10));
+    let both = repo.announcement_listing(&urls, Timestamp::from(now - 10));
     let stack = Stack::start(std::slice::from_ref(&both)).await?;
     stack
         .wait_status(&urls, ConnectionStatus::Connected, SYNC_WITHIN)
@@ -72,7 +57,7 @@ async fn a_relay_dropped_from_the_announcement_is_forgotten_disconnected_and_gon
     assert_eq!(dropped.open_connections(), 1, "one session on the relay");
 
     // The owner updates the announcement: the second relay is no longer listed.
-    let only_kept = announce(repo, &urls[..1], Timestamp::from(now));
+    let only_kept = repo.announcement_listing(&urls[..1], Timestamp::from(now));
     stack.home.publish(std::slice::from_ref(&only_kept)).await?;
 
     eventually(
@@ -147,7 +132,7 @@ async fn a_relay_down_past_the_dead_threshold_is_dead_in_metrics_retried_rarely_
             .patch_kib(1, 1),
     );
     let repo = &corpus.repos()[0];
-    let ann = announce(repo, std::slice::from_ref(&url), Timestamp::now());
+    let ann = repo.announcement_listing(std::slice::from_ref(&url), Timestamp::now());
     let stack = Stack::start_with(std::slice::from_ref(&ann), |s| {
         for (k, v) in [
             ("NGIT_SYNC_DEAD_AFTER", "2s"),

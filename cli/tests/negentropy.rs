@@ -17,33 +17,18 @@ use stack::{Service, Stack};
 
 const SYNC_WITHIN: Duration = Duration::from_secs(120);
 
-/// A fresh announcement of `repo` listing `relays`, newer than the corpus' own.
+/// A new announcement of `repo` listing `relays`, newer than the corpus' own.
 fn announce(repo: &Repo, relays: &[String]) -> Event {
-    let mut relays_tag = vec!["relays".to_string()];
-    relays_tag.extend(relays.iter().cloned());
-    EventBuilder::new(Kind::GitRepoAnnouncement, "")
-        .tags([
-            Tag::identifier(repo.identifier()),
-            Tag::parse(relays_tag).unwrap(),
-        ])
-        .custom_created_at(Timestamp::now())
-        .sign_with_keys(&repo.owner)
-        .unwrap()
-}
-
-fn ids(events: &[Event]) -> HashSet<EventId> {
-    events.iter().map(|e| e.id).collect()
+    repo.announcement_listing(relays, Timestamp::now())
 }
 
 /// The corpus' related events with our announcements in place of its own.
 fn expected(corpus: &Corpus, ours: &[Event]) -> HashSet<EventId> {
-    let replaced = ids(&corpus.announcements());
-    let mut want: HashSet<EventId> = ids(&corpus.all_related())
-        .difference(&replaced)
-        .copied()
-        .collect();
-    want.extend(ids(ours));
-    want
+    corpus.expected_home(ours)
+}
+
+fn ids(events: &[Event]) -> HashSet<EventId> {
+    events.iter().map(|e| e.id).collect()
 }
 
 /// What a source serves: the corpus with our announcements in place of its own (an older

@@ -16,38 +16,18 @@ use stack::{statuses_of, Service, Stack};
 
 const SYNC_WITHIN: Duration = Duration::from_secs(120);
 
-/// A fresh announcement of `repo` by its owner listing `relays` and nothing else (the corpus'
-/// own announcement also names a GRASP clone host that does not exist here). Newer than the
-/// corpus', so it replaces that one wherever both meet.
+/// A new announcement of `repo` listing `relays`, newer than the corpus' own.
 fn announce(repo: &Repo, relays: &[String]) -> Event {
-    let mut tags = vec![
-        Tag::identifier(repo.identifier()),
-        Tag::parse(["name", repo.identifier()]).unwrap(),
-    ];
-    let mut relays_tag = vec!["relays".to_string()];
-    relays_tag.extend(relays.iter().cloned());
-    tags.push(Tag::parse(relays_tag).unwrap());
-    EventBuilder::new(Kind::GitRepoAnnouncement, "")
-        .tags(tags)
-        .custom_created_at(Timestamp::now())
-        .sign_with_keys(&repo.owner)
-        .unwrap()
+    repo.announcement_listing(relays, Timestamp::now())
+}
+
+/// What the home relay must hold: the related events, ours in place of the corpus' announcements.
+fn expected(corpus: &Corpus, ours: &[Event]) -> HashSet<EventId> {
+    corpus.expected_home(ours)
 }
 
 fn ids(events: &[Event]) -> HashSet<EventId> {
     events.iter().map(|e| e.id).collect()
-}
-
-/// What the home relay must hold: the corpus' related events, with our announcement in place of
-/// the corpus' one.
-fn expected(corpus: &Corpus, ours: &[Event]) -> HashSet<EventId> {
-    let replaced: HashSet<EventId> = ids(&corpus.announcements());
-    let mut want: HashSet<EventId> = ids(&corpus.all_related())
-        .difference(&replaced)
-        .copied()
-        .collect();
-    want.extend(ids(ours));
-    want
 }
 
 async fn sources(n: usize) -> anyhow::Result<Vec<TestRelay>> {

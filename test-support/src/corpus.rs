@@ -1,7 +1,9 @@
 //! `Corpus`: a seeded generator of realistic, signed NIP-34 events.
 
 use nostr::nips::nip01::Coordinate;
-use nostr::{Event, RelayUrl, Timestamp};
+use std::collections::HashSet;
+
+use nostr::{Event, EventId, RelayUrl, Timestamp};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -209,6 +211,20 @@ impl Corpus {
     /// Everything tied to an announced repo, announcements included.
     pub fn all_related(&self) -> Vec<Event> {
         self.repos.iter().flat_map(Repo::all_events).collect()
+    }
+
+    /// What a home relay holds after a complete sync when `ours` (see
+    /// [`Repo::announcement_listing`]) replaced the corpus' announcements there.
+    pub fn expected_home(&self, ours: &[Event]) -> HashSet<EventId> {
+        let replaced: HashSet<EventId> = self.announcements().iter().map(|e| e.id).collect();
+        let mut want: HashSet<EventId> = self
+            .all_related()
+            .iter()
+            .map(|e| e.id)
+            .filter(|id| !replaced.contains(id))
+            .collect();
+        want.extend(ours.iter().map(|e| e.id));
+        want
     }
 }
 

@@ -15,7 +15,7 @@ use ngit_sync_shared::messages::{RelayBody, RelayNews};
 use ngit_sync_shared::status::SyncPlan;
 use ngit_sync_test_support::corpus::spread_events;
 use ngit_sync_test_support::{Corpus, CorpusSpec, Repo, TestRelay};
-use nostr::{Event, EventBuilder, EventId, Kind, Tag, Timestamp};
+use nostr::{Event, EventId, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ngit-sync");
@@ -204,21 +204,6 @@ impl Drop for ConnectionPeaks {
     }
 }
 
-/// A fresh announcement of `repo` by its owner listing `relays` and nothing else.
-pub fn announce(repo: &Repo, relays: &[String]) -> Event {
-    let mut relays_tag = vec!["relays".to_string()];
-    relays_tag.extend(relays.iter().cloned());
-    EventBuilder::new(Kind::GitRepoAnnouncement, "")
-        .tags([
-            Tag::identifier(repo.identifier()),
-            Tag::parse(["name", repo.identifier()]).expect("valid tag"),
-            Tag::parse(relays_tag).expect("valid tag"),
-        ])
-        .custom_created_at(Timestamp::now())
-        .sign_with_keys(&repo.owner)
-        .expect("signs")
-}
-
 pub fn ids(events: &[Event]) -> HashSet<EventId> {
     events.iter().map(|e| e.id).collect()
 }
@@ -290,4 +275,9 @@ pub fn reconnected_at(news: &[RelayNews], victim: &str, since_ms: u64) -> HashMa
         }
     }
     out
+}
+
+/// A new announcement of `repo` listing `relays`, newer than the corpus' own.
+pub fn announce(repo: &Repo, relays: &[String]) -> Event {
+    repo.announcement_listing(relays, Timestamp::now())
 }

@@ -1,7 +1,7 @@
 //! One repository's events: announcement, state, roots and their follow-ups.
 
 use nostr::nips::nip01::Coordinate;
-use nostr::{Event, EventBuilder, Keys, Kind, RelayUrl, Timestamp};
+use nostr::{Event, EventBuilder, Keys, Kind, RelayUrl, Tag, Timestamp};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
@@ -37,6 +37,24 @@ impl Repo {
         let mut all = vec![self.announcement.clone(), self.state.clone()];
         all.extend(self.events.iter().cloned());
         all
+    }
+
+    /// A new announcement of this repo by its owner, made at `at`, listing exactly `relays` and
+    /// no clone URL. Tests and the bench put it on the home relay in place of the corpus' own,
+    /// whose GRASP-shaped clone URL names a host that does not exist here.
+    pub fn announcement_listing(&self, relays: &[String], at: Timestamp) -> Event {
+        let mut relays_tag = vec!["relays".to_string()];
+        relays_tag.extend(relays.iter().cloned());
+        let tags = [
+            Tag::identifier(self.identifier()),
+            Tag::parse(["name", self.identifier()]).expect("a name tag parses"),
+            Tag::parse(relays_tag).expect("a relays tag parses"),
+        ];
+        EventBuilder::new(Kind::GitRepoAnnouncement, "")
+            .tags(tags)
+            .custom_created_at(at)
+            .sign_with_keys(&self.owner)
+            .expect("signing with the owner's keys")
     }
 
     /// Root events: issues, PRs and root patches (`["t","root"]`); they carry the repo's `a` tag.
