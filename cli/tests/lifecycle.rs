@@ -79,22 +79,31 @@ async fn a_relay_dropped_from_the_announcement_is_forgotten_disconnected_and_gon
         },
     )
     .await?;
-    let news = stack.relay_news().await?;
-    let about_gone: Vec<&RelayBody> = news
-        .iter()
-        .filter(|n| n.relay.as_str() == gone)
-        .map(|n| &n.body)
-        .collect();
-    let forgotten = about_gone
-        .iter()
-        .position(|b| matches!(b, RelayBody::Forgotten))
-        .expect("discovery forgot the relay");
-    assert!(
-        about_gone[forgotten..].iter().any(
-            |b| matches!(b, RelayBody::Released { reason, .. } if reason.as_str() == "forgotten")
-        ),
-        "the connector released it as forgotten"
-    );
+    // The connector publishes `released` after closing the session, so it may trail the
+    // disconnect the test saw.
+    eventually(
+        Duration::from_secs(10),
+        "discovery forgot the relay and the connector released it as forgotten",
+        || async {
+            let Ok(news) = stack.relay_news().await else {
+                return false;
+            };
+            let about_gone: Vec<&RelayBody> = news
+                .iter()
+                .filter(|n| n.relay.as_str() == gone)
+                .map(|n| &n.body)
+                .collect();
+            about_gone
+                .iter()
+                .position(|b| matches!(b, RelayBody::Forgotten))
+                .is_some_and(|forgotten| {
+                    about_gone[forgotten..].iter().any(|b| {
+                        matches!(b, RelayBody::Released { reason, .. } if reason.as_str() == "forgotten")
+                    })
+                })
+        },
+    )
+    .await?;
     assert!(
         kept.open_connections() >= 1,
         "the relay still listed keeps its session"

@@ -85,38 +85,39 @@ async fn home_relay_gets_exactly_the_related_events_of_three_relays_and_metrics_
     );
     assert!(ids(&unrelated).is_disjoint(&have));
 
-    // Metrics of DESIGN.md section 8 for this scenario.
+    // Metrics of DESIGN.md section 8 for this scenario, and `ngit-sync status` (one line per
+    // relay from the KV buckets), read in the same round so both show the same moment.
     let synced = (want.len() - ours.len()) as f64;
-    eventually(
+    let last_table = std::sync::Mutex::new(String::new());
+    let agreed = eventually(
         Duration::from_secs(20),
-        "metrics reflect the finished sync",
+        "metrics and `ngit-sync status` reflect the finished sync",
         || async {
             let Ok(m) = stack.metrics().await else {
                 return false;
             };
-            m.get("ngit_sync_events_synced_total", &[]) == Some(synced)
+            let Ok(lines) = ngit_sync::status::collect(&stack.bus).await else {
+                return false;
+            };
+            let table = ngit_sync::status::render(&lines, ngit_sync_shared::messages::now_ms());
+            let rows_ok = lines.len() == 3
+                && urls.iter().all(|u| {
+                    table.lines().find(|l| l.starts_with(u.as_str())).is_some_and(|row| {
+                        row.contains(" connected ") && row.contains("healthy")
+                    })
+                });
+            *last_table.lock().unwrap() = table;
+            rows_ok
+                && m.get("ngit_sync_events_synced_total", &[]) == Some(synced)
                 && m.get("ngit_sync_relays_connected_total", &[]) == Some(3.0)
                 && urls
                     .iter()
                     .all(|u| m.get("ngit_sync_relay_connected", &[("relay", u)]) == Some(3.0))
         },
     )
-    .await?;
-    // `ngit-sync status`: one line per relay from the KV buckets.
-    let lines = ngit_sync::status::collect(&stack.bus)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    assert_eq!(lines.len(), 3);
-    let table = ngit_sync::status::render(&lines, ngit_sync_shared::messages::now_ms());
-    for u in &urls {
-        let row = table
-            .lines()
-            .find(|l| l.starts_with(u.as_str()))
-            .expect("a line per relay");
-        assert!(
-            row.contains(" connected ") && row.contains("healthy"),
-            "{row}"
-        );
+    .await;
+    if let Err(e) = agreed {
+        anyhow::bail!("{e}; last status table:\n{}", last_table.lock().unwrap());
     }
 
     let m = stack.metrics().await?;

@@ -36,6 +36,9 @@ pub const ALL: [Service; 5] = [
     Service::Connector,
 ];
 
+/// How long a status must hold before [`Stack::wait_status`] takes it as reached.
+pub const STATUS_SETTLED: Duration = Duration::from_secs(1);
+
 struct Running {
     stop: CancellationToken,
     handle: JoinHandle<Result<(), String>>,
@@ -216,21 +219,37 @@ impl Stack {
             .await?)
     }
 
-    /// Waits until every relay has this status.
+    /// Waits until every relay has had this status, unchanged, for [`STATUS_SETTLED`].
+    ///
+    /// A relay may leave Connected again when a target change reaches its connector later
+    /// than batch-tracker's quiet period (ARCHITECTURE.md "Landing watermark"); on a loaded
+    /// machine that happens, so a status seen once is not yet the end state.
     pub async fn wait_status(
         &self,
         relays: &[String],
         want: ConnectionStatus,
         within: Duration,
     ) -> anyhow::Result<()> {
+        let first_seen = std::sync::Mutex::new(None::<(Vec<u64>, std::time::Instant)>);
         let res = eventually(within, &format!("every relay {want:?}"), || async {
+            let mut since = Vec::with_capacity(relays.len());
             for r in relays {
                 match self.status(r).await {
-                    Ok(Some(s)) if s.status == want => {}
-                    _ => return false,
+                    Ok(Some(s)) if s.status == want => since.push(s.since_ms),
+                    _ => {
+                        *first_seen.lock().unwrap() = None;
+                        return false;
+                    }
                 }
             }
-            true
+            let mut seen = first_seen.lock().unwrap();
+            match seen.as_ref() {
+                Some((prev, at)) if *prev == since => at.elapsed() >= STATUS_SETTLED,
+                _ => {
+                    *seen = Some((since, std::time::Instant::now()));
+                    false
+                }
+            }
         })
         .await;
         if let Err(e) = res {
