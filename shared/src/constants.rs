@@ -6,6 +6,8 @@ use std::time::Duration;
 pub const DEFAULT_PREFIX: &str = "ngit.sync";
 /// Discovery gathers RepoSyncIndex changes for this long before publishing them.
 pub const DISCOVERY_WINDOW: Duration = Duration::from_secs(5);
+/// ...but writes them earlier once no change has come for this long (the end of a burst).
+pub const DISCOVERY_SETTLE: Duration = Duration::from_millis(250);
 
 /// A worker heartbeat lives this long in `ngit_sync_workers` unless renewed.
 pub const WORKER_TTL: Duration = Duration::from_secs(10);

@@ -11,6 +11,8 @@ pub const ENV_HOME_RELAY: &str = "NGIT_SYNC_HOME_RELAY";
 pub const ENV_BOOTSTRAP_RELAYS: &str = "NGIT_SYNC_BOOTSTRAP_RELAYS";
 /// How long index changes gather before they are written to KV.
 pub const ENV_WINDOW: &str = "NGIT_SYNC_DISCOVERY_WINDOW";
+/// Quiet time after which gathered changes are written before the window ends.
+pub const ENV_SETTLE: &str = "NGIT_SYNC_DISCOVERY_SETTLE";
 /// Count a repo only when its announcement lists this relay URL.
 pub const ENV_REQUIRE_LISTED: &str = "NGIT_SYNC_REQUIRE_LISTED";
 /// Directory of the home index's LMDB store; unset keeps the index in memory.
@@ -25,6 +27,9 @@ pub struct Config {
     pub bootstrap: Vec<RelayUrl>,
     /// `NGIT_SYNC_DISCOVERY_WINDOW`: changes gather this long before one KV write (default 5s).
     pub window: Duration,
+    /// `NGIT_SYNC_DISCOVERY_SETTLE`: changes are written once none has come for this long,
+    /// even before the window ends (default 250ms; equal to the window turns it off).
+    pub settle: Duration,
     /// `NGIT_SYNC_REQUIRE_LISTED`: for home relays that accept every announcement, count a
     /// repo only when its `relays` tag lists this URL (default: count every announcement).
     pub require_listed: Option<RelayUrl>,
@@ -60,11 +65,26 @@ impl Config {
                 "must be longer than zero (e.g. 5s)",
             ));
         }
+        // Unset, it follows a shorter window down (tests shrink the window alone).
+        let settle = config::duration_or(
+            lookup,
+            ENV_SETTLE,
+            constants::DISCOVERY_SETTLE.min(window),
+        )?;
+        if settle.is_zero() || settle > window {
+            return Err(ConfigError::new(
+                ENV_SETTLE,
+                format!(
+                    "must be longer than zero and at most {ENV_WINDOW} ({window:?}), e.g. 250ms"
+                ),
+            ));
+        }
         Ok(Config {
             common,
             home_relay,
             bootstrap: config::relays(lookup, ENV_BOOTSTRAP_RELAYS)?,
             window,
+            settle,
             require_listed,
             home_index_path: config::value(lookup, ENV_HOME_INDEX_PATH).map(Into::into),
         })
@@ -77,6 +97,7 @@ impl Config {
             home_relay,
             bootstrap: Vec::new(),
             window: constants::DISCOVERY_WINDOW,
+            settle: constants::DISCOVERY_SETTLE,
             require_listed: None,
             home_index_path: None,
         }
@@ -120,6 +141,7 @@ mod tests {
         assert_eq!(c.home_relay.as_str(), "wss://home.example");
         assert_eq!(c.bootstrap.len(), 3);
         assert_eq!(c.window, constants::DISCOVERY_WINDOW);
+        assert_eq!(c.settle, constants::DISCOVERY_SETTLE);
         let own: Vec<String> = c.own_urls().iter().map(|u| u.to_string()).collect();
         assert_eq!(own, ["wss://home.example", "wss://public.home.example"]);
     }
@@ -132,6 +154,8 @@ mod tests {
             (ENV_BOOTSTRAP_RELAYS, "wss://ok.example, ftp://no"),
             (ENV_WINDOW, "soon"),
             (ENV_WINDOW, "0s"),
+            (ENV_SETTLE, "0s"),
+            (ENV_SETTLE, "6s"),
             (ENV_REQUIRE_LISTED, "not a url"),
         ] {
             let mut m = map(&[home]);
@@ -141,6 +165,7 @@ mod tests {
         }
         let c = Config::from_lookup(&map(&[home, (ENV_WINDOW, "200ms")])).unwrap();
         assert_eq!(c.window, Duration::from_millis(200));
+        assert_eq!(c.settle, Duration::from_millis(200), "follows a shorter window");
         assert_eq!(
             c.home_index_path, None,
             "the home index lives in memory by default"

@@ -91,7 +91,7 @@ pub async fn run(
     let watermark = store::read_watermark(&bus, store::WATERMARK_KEY).await?;
     let consumer = outcomes::open_consumer(&bus).await?;
     tracing::info!(home_relay = %config.home_relay, bootstrap = config.bootstrap.len(),
-        window = ?config.window, watermark, "discovery started");
+        window = ?config.window, settle = ?config.settle, watermark, "discovery started");
 
     let index = RepoSyncIndex::new(IndexSettings {
         bootstrap: config.bootstrap.clone(),
@@ -107,7 +107,7 @@ pub async fn run(
         bus.clone(),
         index,
         published,
-        Window::new(config.window),
+        Window::new(config.window, config.settle),
         watermark,
     );
     let home = HomeReader::new(config.home_relay.clone(), bus.clone(), feed.clone());

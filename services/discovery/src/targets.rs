@@ -130,8 +130,7 @@ impl Targets {
         if !changes.is_empty() {
             if let Err(e) = store::apply(&self.bus, &changes).await {
                 tracing::warn!(error = %e, "writing targets failed; retrying after a window");
-                self.window.flushed();
-                self.window.changed(Instant::now());
+                self.window.retry(Instant::now());
                 return;
             }
             tracing::info!(
@@ -163,7 +162,7 @@ impl Targets {
             Err(e) => {
                 tracing::warn!(seq, error = %e, "cannot store the discovery watermark; retrying");
                 self.gate.hold(seq);
-                self.window.changed(Instant::now());
+                self.window.retry(Instant::now());
             }
         }
     }
