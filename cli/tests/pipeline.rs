@@ -102,9 +102,10 @@ async fn home_relay_gets_exactly_the_related_events_of_three_relays_and_metrics_
             let table = ngit_sync::status::render(&lines, ngit_sync_shared::messages::now_ms());
             let rows_ok = lines.len() == 3
                 && urls.iter().all(|u| {
-                    table.lines().find(|l| l.starts_with(u.as_str())).is_some_and(|row| {
-                        row.contains(" connected ") && row.contains("healthy")
-                    })
+                    table
+                        .lines()
+                        .find(|l| l.starts_with(u.as_str()))
+                        .is_some_and(|row| row.contains(" connected ") && row.contains("healthy"))
                 });
             *last_table.lock().unwrap() = table;
             rows_ok

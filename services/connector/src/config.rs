@@ -8,6 +8,8 @@ use ngit_sync_shared::{constants, CommonConfig, ConfigError};
 
 /// Ack-waiting publishes one session keeps in flight before it stops reading its socket.
 pub const DEFAULT_PUBLISH_IN_FLIGHT: usize = 256;
+/// Event bytes the whole worker keeps read but unacked before its sessions stop reading.
+pub const DEFAULT_PUBLISH_BUDGET_MIB: usize = 64;
 /// A failed batch's items are tried again (full history) after this, in the same session.
 pub const DEFAULT_BATCH_RETRY: Duration = Duration::from_secs(10 * 60);
 
@@ -61,6 +63,9 @@ pub struct Config {
     pub max_historic_subscriptions: usize,
     /// Event publishes awaiting their ack per session (`NGIT_SYNC_PUBLISH_IN_FLIGHT`).
     pub publish_in_flight: usize,
+    /// Event bytes read but unacked across all sessions of this worker, in MiB
+    /// (`NGIT_SYNC_PUBLISH_BUDGET_MIB`): the connector's memory bound for events in transit.
+    pub publish_budget_mib: usize,
     /// Failed batch items are retried after this (`NGIT_SYNC_BATCH_RETRY`).
     pub batch_retry: Duration,
     /// Bound on a graceful stop (`NGIT_SYNC_SHUTDOWN_GRACE`).
@@ -96,6 +101,7 @@ impl Config {
             max_filters_per_req: constants::MAX_FILTERS_PER_REQ,
             max_historic_subscriptions: constants::MAX_HISTORIC_SUBSCRIPTIONS,
             publish_in_flight: DEFAULT_PUBLISH_IN_FLIGHT,
+            publish_budget_mib: DEFAULT_PUBLISH_BUDGET_MIB,
             batch_retry: DEFAULT_BATCH_RETRY,
             shutdown_grace: constants::SHUTDOWN_GRACE,
             negentropy: true,
@@ -165,6 +171,11 @@ impl Config {
                 "NGIT_SYNC_PUBLISH_IN_FLIGHT",
                 d.publish_in_flight,
             )?,
+            publish_budget_mib: parse_or(
+                lookup,
+                "NGIT_SYNC_PUBLISH_BUDGET_MIB",
+                d.publish_budget_mib,
+            )?,
             batch_retry: duration_or(lookup, "NGIT_SYNC_BATCH_RETRY", d.batch_retry)?,
             shutdown_grace: duration_or(lookup, "NGIT_SYNC_SHUTDOWN_GRACE", d.shutdown_grace)?,
             negentropy: bool_or(lookup, "NGIT_SYNC_NEGENTROPY", d.negentropy)?,
@@ -209,6 +220,7 @@ impl Config {
                 self.max_historic_subscriptions,
             ),
             ("NGIT_SYNC_PUBLISH_IN_FLIGHT", self.publish_in_flight),
+            ("NGIT_SYNC_PUBLISH_BUDGET_MIB", self.publish_budget_mib),
             (
                 "NGIT_SYNC_LIVE_FILTER_CONSOLIDATION",
                 self.live_filter_consolidation,

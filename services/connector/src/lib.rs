@@ -41,6 +41,7 @@ pub mod negentropy;
 pub mod news;
 pub mod ownership;
 pub mod pool;
+pub mod publish_budget;
 pub mod relay_owner;
 pub mod relay_state;
 pub mod rendezvous;
@@ -93,8 +94,10 @@ pub async fn run(
         targets.clone(),
         inner.clone(),
     ));
+    let publish_budget = publish_budget::PublishBudget::new(config.publish_budget_mib << 20);
     let ctx = Arc::new(OwnerContext {
         bus,
+        publish_budget,
         config: Arc::new(config),
         targets,
         sessions: AtomicU64::new(now_ms()),

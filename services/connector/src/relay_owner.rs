@@ -30,6 +30,8 @@ const LOST_NEWS_WITHIN: Duration = Duration::from_secs(60);
 /// What every owner task shares.
 pub struct OwnerContext {
     pub bus: Bus,
+    /// Event bytes in transit, shared by every session of the worker.
+    pub publish_budget: Arc<crate::publish_budget::PublishBudget>,
     pub config: Arc<Config>,
     pub targets: Targets,
     /// Session numbers; starting at the process start time keeps ids unique across restarts.

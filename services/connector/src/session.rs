@@ -119,7 +119,7 @@ pub async fn run(
             &mut syncer,
             &mut writer,
             owned,
-            &ctx.bus,
+            ctx,
             &mut publishes,
             &mut index_requests,
             started,
@@ -128,9 +128,13 @@ pub async fn run(
         {
             break end;
         }
-        let reading = publishes.len() < config.publish_in_flight;
+        let under_own_limit = publishes.len() < config.publish_in_flight;
+        let budget_room = ctx.publish_budget.has_room();
+        let reading = under_own_limit && budget_room;
         tokio::select! {
             _ = stop.stopped() => break SessionEnd { reason: stop.reason(), relay_fault: false },
+            // Only to wake the loop: other sessions' acks made room in the worker's budget.
+            _ = ctx.publish_budget.room(), if under_own_limit && !budget_room => {}
             frame = reader.next_text(), if reading => match frame {
                 Ok(text) => syncer.on_text(&text, now_ms()),
                 Err(e) => break SessionEnd { reason: e.to_string(), relay_fault: true },
@@ -254,7 +258,7 @@ async fn carry_out(
     syncer: &mut Syncer,
     writer: &mut Writer,
     owned: &mut Owned,
-    bus: &Bus,
+    ctx: &OwnerContext,
     publishes: &mut Publishes,
     index_requests: &mut IndexRequests,
     started: u64,
@@ -267,14 +271,17 @@ async fn carry_out(
                 relay_fault: true,
             })?,
             Action::News(body) => owned.news.send(body),
-            Action::Publish(job) => publishes.push(publish(bus.clone(), owned.url.clone(), job)),
+            Action::Publish(job) => {
+                let held = ctx.publish_budget.take(job.json.len());
+                publishes.push(publish(ctx.bus.clone(), owned.url.clone(), job, held))
+            }
             Action::StateChanged => state_changed = true,
             Action::IndexItems {
                 batch,
                 filter_idx,
                 filter,
             } => {
-                let bus = bus.clone();
+                let bus = ctx.bus.clone();
                 index_requests.push(Box::pin(async move {
                     let items = index_client::items(&bus, &filter)
                         .await
@@ -303,6 +310,7 @@ fn publish(
     bus: Bus,
     relay: RelayUrl,
     job: PublishJob,
+    held: crate::publish_budget::BudgetGuard,
 ) -> Pin<Box<dyn Future<Output = PublishDone> + Send>> {
     let event = SyncedEvent {
         relay,
@@ -311,6 +319,8 @@ fn publish(
     };
     let (batch, id, kind) = (job.batch, job.id, job.kind);
     Box::pin(async move {
+        // Returned to the worker's budget when this future ends, acked or not.
+        let _held = held;
         let mut attempt = 1;
         loop {
             match bus.publish_event(&id, kind, &event).await {

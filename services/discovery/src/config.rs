@@ -66,11 +66,8 @@ impl Config {
             ));
         }
         // Unset, it follows a shorter window down (tests shrink the window alone).
-        let settle = config::duration_or(
-            lookup,
-            ENV_SETTLE,
-            constants::DISCOVERY_SETTLE.min(window),
-        )?;
+        let settle =
+            config::duration_or(lookup, ENV_SETTLE, constants::DISCOVERY_SETTLE.min(window))?;
         if settle.is_zero() || settle > window {
             return Err(ConfigError::new(
                 ENV_SETTLE,
@@ -165,7 +162,11 @@ mod tests {
         }
         let c = Config::from_lookup(&map(&[home, (ENV_WINDOW, "200ms")])).unwrap();
         assert_eq!(c.window, Duration::from_millis(200));
-        assert_eq!(c.settle, Duration::from_millis(200), "follows a shorter window");
+        assert_eq!(
+            c.settle,
+            Duration::from_millis(200),
+            "follows a shorter window"
+        );
         assert_eq!(
             c.home_index_path, None,
             "the home index lives in memory by default"
