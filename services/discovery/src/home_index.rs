@@ -4,7 +4,8 @@
 //! reconciliation ([`crate::index_server`]).
 //!
 //! Held events live in `nostr-lmdb` under `NGIT_SYNC_HOME_INDEX_PATH`, or in memory when it is
-//! not set; either way the index is refilled from the home relay's history at every start.
+//! not set ([`ItemIndex`], posting lists by tag value); either way the index is refilled from
+//! the home relay's history at every start.
 //! Only what filters look at is stored (the content is dropped). Rejected events are kept in
 //! memory and count as "have" until an event they reference (a repo coordinate or a root id
 //! in their `a`/`A`/`e`/`E`/`q` tags) is held: then the home relay may accept them, and they
@@ -13,16 +14,17 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ngit_sync_shared::nip34::{KIND_REPO_ANNOUNCEMENT, KIND_REPO_STATE};
 use ngit_sync_shared::status::Outcome;
 use nostr::{Event, EventId, Filter, JsonUtil, Timestamp};
-use nostr_database::{DatabaseError, MemoryDatabase, MemoryDatabaseOptions, NostrDatabase};
+use nostr_database::{DatabaseError, NostrDatabase};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::feed::Feed;
+use crate::item_index::ItemIndex;
 
 /// Tags through which L2 and L3 filters select events (DESIGN.md section 3).
 const SYNC_TAGS: [&str; 5] = ["a", "A", "e", "E", "q"];
@@ -35,11 +37,26 @@ pub enum IndexError {
     Store(#[from] DatabaseError),
 }
 
+/// Where held events live.
+enum Held {
+    Memory(RwLock<ItemIndex>),
+    Lmdb(nostr_lmdb::NostrLMDB),
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Held::Memory(_) => "Held::Memory",
+            Held::Lmdb(_) => "Held::Lmdb",
+        })
+    }
+}
+
 /// The stores, shared by the writer and the server.
 #[derive(Debug, Clone)]
 pub struct IndexStore {
-    held: Arc<dyn NostrDatabase>,
-    rejected: Arc<MemoryDatabase>,
+    held: Arc<Held>,
+    rejected: Arc<RwLock<ItemIndex>>,
     /// The home relay's history was read once: before that the index is partial.
     ready: Arc<AtomicBool>,
 }
@@ -47,8 +64,8 @@ pub struct IndexStore {
 impl IndexStore {
     /// In memory, or LMDB at `path`.
     pub fn open(path: Option<&PathBuf>) -> Result<IndexStore, IndexError> {
-        let held: Arc<dyn NostrDatabase> = match path {
-            None => Arc::new(memory()),
+        let held = match path {
+            None => Held::Memory(RwLock::default()),
             Some(path) => {
                 std::fs::create_dir_all(path).map_err(|e| IndexError::Open {
                     path: path.clone(),
@@ -58,12 +75,12 @@ impl IndexStore {
                     path: path.clone(),
                     error: e.to_string(),
                 })?;
-                Arc::new(lmdb)
+                Held::Lmdb(lmdb)
             }
         };
         Ok(IndexStore {
-            held,
-            rejected: Arc::new(memory()),
+            held: Arc::new(held),
+            rejected: Arc::default(),
             ready: Arc::default(),
         })
     }
@@ -74,17 +91,35 @@ impl IndexStore {
 
     /// `(created_at, id)` of every held or rejected event matching `filter`.
     pub async fn items(&self, filter: &Filter) -> Result<Vec<(EventId, Timestamp)>, IndexError> {
-        let mut items = self.held.negentropy_items(filter.clone()).await?;
-        items.extend(self.rejected.negentropy_items(filter.clone()).await?);
+        let mut items = match &*self.held {
+            Held::Memory(index) => read(index).items(filter),
+            Held::Lmdb(db) => db.negentropy_items(filter.clone()).await?,
+        };
+        items.extend(read(&self.rejected).items(filter));
         Ok(items)
+    }
+
+    async fn hold(&self, sketch: Event) -> Result<(), IndexError> {
+        match &*self.held {
+            Held::Memory(index) => {
+                write(index).insert(sketch);
+            }
+            Held::Lmdb(db) => {
+                db.save_event(&sketch).await?;
+            }
+        }
+        Ok(())
     }
 }
 
-fn memory() -> MemoryDatabase {
-    MemoryDatabase::with_opts(MemoryDatabaseOptions {
-        events: true,
-        max_events: None,
-    })
+// A poisoned lock is used anyway: at worst the index misses an item or holds a stale one,
+// which costs one extra fetch or one missed reconciliation item, not a stopped discovery.
+fn read(index: &RwLock<ItemIndex>) -> std::sync::RwLockReadGuard<'_, ItemIndex> {
+    index.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(index: &RwLock<ItemIndex>) -> std::sync::RwLockWriteGuard<'_, ItemIndex> {
+    index.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether some sync filter (L1 kinds, L2/L3 tags) can select the event.
@@ -177,7 +212,7 @@ impl IndexWriter {
         if !indexable(event) {
             return Ok(());
         }
-        self.store.held.save_event(&sketch(event)).await?;
+        self.store.hold(sketch(event)).await?;
         let released: Vec<EventId> = keys_of(event)
             .iter()
             .filter_map(|k| self.waiting.remove(k))
@@ -188,10 +223,10 @@ impl IndexWriter {
                 count = released.len(),
                 "rejected events may be accepted now"
             );
-            self.store
-                .rejected
-                .delete(Filter::new().ids(released))
-                .await?;
+            let mut rejected = write(&self.store.rejected);
+            for id in &released {
+                rejected.remove(id);
+            }
         }
         Ok(())
     }
@@ -201,7 +236,7 @@ impl IndexWriter {
         if !indexable(event) {
             return Ok(());
         }
-        self.store.rejected.save_event(&sketch(event)).await?;
+        write(&self.store.rejected).insert(sketch(event));
         for key in references(event) {
             self.waiting.entry(key).or_default().push(event.id);
         }

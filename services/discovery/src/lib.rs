@@ -27,6 +27,7 @@ pub mod home_index;
 pub mod home_relay;
 pub mod index;
 pub mod index_server;
+pub mod item_index;
 pub mod outcomes;
 pub mod store;
 pub mod targets;
