@@ -9,7 +9,7 @@ use ngit_sync_shared::{constants, CommonConfig, ConfigError};
 /// Ack-waiting publishes one session keeps in flight before it stops reading its socket.
 pub const DEFAULT_PUBLISH_IN_FLIGHT: usize = 256;
 /// Event bytes the whole worker keeps read but unacked before its sessions stop reading.
-pub const DEFAULT_PUBLISH_BUDGET_MIB: usize = 64;
+pub const DEFAULT_PUBLISH_BUDGET_MIB: usize = 16;
 /// A failed batch's items are tried again (full history) after this, in the same session.
 pub const DEFAULT_BATCH_RETRY: Duration = Duration::from_secs(10 * 60);
 

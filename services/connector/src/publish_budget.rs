@@ -3,7 +3,10 @@
 //! relays syncing at once would still hold hundreds of sessions' worth of events in memory (a
 //! connector reached 486 MiB on a 20,000-event cold sync of 50 relays). With the budget spent,
 //! sessions stop reading their sockets until acks free some of it: back-pressure reaches the
-//! relays through TCP instead of the worker's memory.
+//! relays through TCP instead of the worker's memory. Each budgeted byte costs about four in
+//! the process (the frame, the encoded message, the client's buffer): in the bench's
+//! 20,000-event world a 64 MiB budget let the connector reach 325 MiB, 16 MiB kept it at
+//! 131 MiB, and 8 MiB at 87 MiB, with the same sync time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
