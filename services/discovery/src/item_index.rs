@@ -106,15 +106,8 @@ impl ItemIndex {
 
     /// `(id, created_at)` of every held event `filter` matches.
     pub fn items(&self, filter: &Filter) -> Vec<(EventId, Timestamp)> {
-        let matching = |e: &&Event| filter.match_event(e, MatchEventOptions::new());
-        let item = |e: &Event| (e.id, e.created_at);
         if let Some(ids) = &filter.ids {
-            return ids
-                .iter()
-                .filter_map(|id| self.events.get(id))
-                .filter(matching)
-                .map(item)
-                .collect();
+            return self.select(ids.iter(), filter);
         }
         // Every tag of the filter must match, so the narrowest one's postings suffice.
         let narrowest = filter
@@ -123,7 +116,10 @@ impl ItemIndex {
             .map(|(tag, values)| (self.by_tag.get(tag), values))
             .min_by_key(|(postings, values)| {
                 postings.map_or(0, |p| {
-                    values.iter().map(|v| p.get(v).map_or(0, HashSet::len)).sum()
+                    values
+                        .iter()
+                        .map(|v| p.get(v).map_or(0, HashSet::len))
+                        .sum()
                 })
             });
         if let Some((postings, values)) = narrowest {
@@ -135,24 +131,28 @@ impl ItemIndex {
                 .filter_map(|v| postings.get(v))
                 .flatten()
                 .collect();
-            return candidates
-                .into_iter()
-                .filter_map(|id| self.events.get(id))
-                .filter(matching)
-                .map(item)
-                .collect();
+            return self.select(candidates.into_iter(), filter);
         }
         match &filter.kinds {
-            Some(kinds) if !kinds.is_empty() => kinds
-                .iter()
-                .filter_map(|k| self.by_kind.get(k))
-                .flatten()
-                .filter_map(|id| self.events.get(id))
-                .filter(matching)
-                .map(item)
-                .collect(),
-            _ => self.events.values().filter(matching).map(item).collect(),
+            Some(kinds) if !kinds.is_empty() => self.select(
+                kinds.iter().filter_map(|k| self.by_kind.get(k)).flatten(),
+                filter,
+            ),
+            _ => self.select(self.events.keys(), filter),
         }
+    }
+
+    /// The candidates (each at most once) that `filter` really matches.
+    fn select<'a>(
+        &'a self,
+        candidates: impl Iterator<Item = &'a EventId>,
+        filter: &Filter,
+    ) -> Vec<(EventId, Timestamp)> {
+        candidates
+            .filter_map(|id| self.events.get(id))
+            .filter(|e| filter.match_event(e, MatchEventOptions::new()))
+            .map(|e| (e.id, e.created_at))
+            .collect()
     }
 }
 
@@ -232,7 +232,13 @@ mod tests {
                     tag_list.push(Tag::identifier(format!("d{i}")));
                 }
                 // Distinct content: two picks alike must still be two events.
-                signed_with(&keys, kind, 1_000 + (*at as u64 % 50), tag_list, &i.to_string())
+                signed_with(
+                    &keys,
+                    kind,
+                    1_000 + (*at as u64 % 50),
+                    tag_list,
+                    &i.to_string(),
+                )
             })
             .collect()
     }
