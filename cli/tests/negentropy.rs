@@ -180,6 +180,13 @@ async fn negentropy_syncs_a_fresh_start_and_an_idle_resync_costs_under_two_perce
             "history came by negentropy and REQ {{ids}} only: {h:?}"
         );
     }
+    for url in &urls {
+        assert_eq!(
+            relay_state(&stack, url).await?.negentropy,
+            Some(true),
+            "the relay's state records that it speaks NIP-77"
+        );
+    }
 
     // 2. A forced fresh start with nothing new: a few kilobytes, no historic REQ.
     let queries_before: Vec<usize> = relays.iter().map(|r| r.queries().len()).collect();

@@ -194,6 +194,10 @@ pub async fn run(
                 owned.state.negentropy = Some(false);
                 owned.persist();
             }
+            Action::NegentropySupported => {
+                owned.state.negentropy = Some(true);
+                owned.persist();
+            }
             Action::Send(_)
             | Action::Publish(_)
             | Action::RateLimited(_)
@@ -220,7 +224,12 @@ fn daily_fresh_start(ctx: &OwnerContext, owned: &mut Owned, syncer: &mut Syncer,
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let session = format!("{}-{n}", owned.worker);
     tracing::info!(relay = %owned.url, session = %session, "daily reconciliation: fresh start");
-    syncer.daily_fresh_start(session.clone(), now);
+    // NIP-77 is tried again whatever the relay's state says: its verdict may be a day old.
+    let method = match ctx.config.negentropy {
+        true => historic::HistoricMethod::Negentropy,
+        false => historic::HistoricMethod::Req,
+    };
+    syncer.daily_fresh_start(session.clone(), method, now);
     owned.news.send(RelayBody::Connected {
         worker: owned.worker.clone(),
         session,
@@ -292,6 +301,12 @@ async fn carry_out(
             Action::NegentropyUnsupported => {
                 owned.state.negentropy = Some(false);
                 state_changed = true;
+            }
+            Action::NegentropySupported => {
+                if owned.state.negentropy != Some(true) {
+                    owned.state.negentropy = Some(true);
+                    state_changed = true;
+                }
             }
             Action::RateLimited(until) => {
                 owned.health.record_rate_limited(until);

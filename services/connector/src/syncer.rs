@@ -62,6 +62,8 @@ pub enum Action {
     },
     /// The relay showed it does not speak NIP-77: remember it (`RelayState::negentropy`).
     NegentropyUnsupported,
+    /// The relay answered a NEG-OPEN: it speaks NIP-77 (`RelayState::negentropy`).
+    NegentropySupported,
 }
 
 pub struct Syncer {
@@ -193,7 +195,10 @@ impl Syncer {
     /// Daily reconciliation: a fresh start on the open connection, as session `session`. The
     /// history of everything is asked again; live subscriptions stay (they are still right),
     /// and the open batches end silently (their session is over for every reader).
-    pub fn daily_fresh_start(&mut self, session: String, now_ms: u64) {
+    ///
+    /// `method` is the session's historic method: the daily fresh start is where a relay
+    /// remembered as lacking NIP-77 is asked again (relays get upgraded), once a day.
+    pub fn daily_fresh_start(&mut self, session: String, method: HistoricMethod, now_ms: u64) {
         self.flush_dropped(now_ms);
         let batches = std::mem::take(&mut self.batches);
         for id in batches.keys() {
@@ -204,6 +209,8 @@ impl Syncer {
         }
         tracing::info!(old = %self.session, new = %session, dropped_batches = batches.len(), "daily reconciliation");
         self.session = session;
+        self.method = method;
+        self.reset_verdict();
         self.since = None;
         self.work = WorkSets::carrying(Items::default());
         self.carried_opened = false;

@@ -128,10 +128,15 @@ impl Syncer {
     }
 
     pub(super) fn on_neg_msg(&mut self, sub: &str, hex: &str, now_ms: u64) {
+        if !self.recon.answered {
+            self.recon.answered = true;
+            // Said once per session: the relay's state records it, so a relay that gained
+            // NIP-77 since it was marked without is known to have it.
+            self.actions.push(Action::NegentropySupported);
+        }
         let Some(open) = self.recon.open.get_mut(sub) else {
             return;
         };
-        self.recon.answered = true;
         match open.recon.on_message(hex) {
             Ok(Step::Continue(next)) => {
                 open.deadline_ms = now_ms + NEGENTROPY_TIMEOUT.as_millis() as u64;
@@ -345,6 +350,13 @@ impl Syncer {
 
     /// The relay does not speak NIP-77: remember it, say so once, and move every filter that
     /// was waiting on negentropy to REQ.
+    /// A new session on the open connection (daily reconciliation) judges the relay afresh.
+    pub(super) fn reset_verdict(&mut self) {
+        self.recon.answered = false;
+        self.recon.unsupported = false;
+        self.recon.index_trouble = false;
+    }
+
     fn unsupported(&mut self, why: &str, _now_ms: u64) {
         if self.recon.unsupported {
             return;

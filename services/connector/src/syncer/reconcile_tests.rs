@@ -241,3 +241,37 @@ fn too_many_results_split_the_time_range_in_two() {
     assert_eq!(halves[0].2.until.map(|t| t.as_secs()), Some(1));
     assert_eq!(halves[1].2.since.map(|t| t.as_secs()), Some(2));
 }
+
+#[test]
+fn the_first_answer_reports_nip77_support_once() {
+    let (mut s, actions) = started();
+    let (sub, first) = opened(&mut s, &actions);
+    let answer = relay_answer(&announcements(1), &first);
+    s.on_text(&format!("[\"NEG-MSG\",\"{sub}\",\"{answer}\"]"), 2);
+    s.on_text(&format!("[\"NEG-MSG\",\"{sub}\",\"{answer}\"]"), 3);
+    let supported = s
+        .drain()
+        .iter()
+        .filter(|a| matches!(a, Action::NegentropySupported))
+        .count();
+    assert_eq!(supported, 1);
+}
+
+#[test]
+fn the_daily_fresh_start_asks_a_relay_found_without_nip77_again() {
+    let (mut s, actions) = started();
+    opened(&mut s, &actions);
+    s.on_text("[\"NOTICE\",\"ERROR: bad msg: unknown cmd\"]", 2);
+    assert!(s.drain().contains(&Action::NegentropyUnsupported));
+
+    s.daily_fresh_start("w-2".into(), HistoricMethod::Negentropy, 5_000);
+    let a = s.drain();
+    assert_eq!(index_requests(&a).len(), 1, "L1 by negentropy again");
+    assert!(historic_reqs(&a).is_empty(), "no REQ for history");
+    // And a second refusal is reported again, so the relay's state stays right.
+    let (batch, idx, _) = index_requests(&a).remove(0);
+    s.on_index_items(&batch, idx, Ok(Vec::new()), 5_001);
+    s.drain();
+    s.on_text("[\"NOTICE\",\"ERROR: bad msg: unknown cmd\"]", 5_002);
+    assert!(s.drain().contains(&Action::NegentropyUnsupported));
+}

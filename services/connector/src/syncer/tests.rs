@@ -516,7 +516,7 @@ fn a_daily_reconciliation_asks_all_history_again_as_a_new_session_keeping_live()
     let open_historic: Vec<String> = historic(&before).into_iter().map(|(id, _)| id).collect();
     assert_eq!(open_historic.len(), 2);
 
-    s.daily_fresh_start("w-9".into(), 5_000);
+    s.daily_fresh_start("w-9".into(), HistoricMethod::Req, 5_000);
     let a = s.drain();
     assert_eq!(s.session(), "w-9");
     let mut closed = closes(&a);
