@@ -108,6 +108,26 @@ async fn a_relay_dropped_from_the_announcement_is_forgotten_disconnected_and_gon
         kept.open_connections() >= 1,
         "the relay still listed keeps its session"
     );
+    // Nothing would ever read the forgotten relay's state again: it is deleted, the kept
+    // relay's stays.
+    let state_of = |url: &str| {
+        let key = ngit_sync_shared::RelayUrl::parse(url).unwrap().key();
+        let bus = stack.bus.clone();
+        async move {
+            bus.get::<ngit_sync_shared::messages::RelayState>(
+                &bus.buckets.relay_state,
+                key.as_str(),
+            )
+            .await
+        }
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the forgotten relay's state deleted",
+        || async { matches!(state_of(&gone).await, Ok(None)) },
+    )
+    .await?;
+    assert!(state_of(&kept.url()).await?.is_some());
 
     // Nothing more is asked of the forgotten relay, and the other still syncs live.
     let queries = dropped.req_count();

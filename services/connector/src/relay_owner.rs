@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::health::{Backoff, HealthRules, HealthTracker};
 use crate::lease::{self, LeaseError};
-use crate::ownership::Ended;
+use crate::ownership::{Ended, ReleaseReason};
 use crate::relay_state::{self, StateWriter};
 use crate::session;
 use crate::targets_watcher::Targets;
@@ -165,9 +165,14 @@ pub async fn own(ctx: Arc<OwnerContext>, entry: RelayEntry, stop: StopSignal) ->
         ..
     } = owned;
     writer.finish(WIND_DOWN_STEP).await;
+    let reason = stop.reason();
+    // Deleted while the lease is still ours, so an owner that claims the relay again (listed
+    // anew) starts from nothing rather than from a state half gone.
+    if held.is_some() && reason == ReleaseReason::Forgotten.as_str() {
+        relay_state::forget(bus, &key).await;
+    }
     // `released` is on the stream before the lease goes, so on the RELAYS stream every
     // worker's `released` precedes the next owner's `claimed`.
-    let reason = stop.reason();
     news.send(RelayBody::Released {
         worker,
         reason: reason.clone(),

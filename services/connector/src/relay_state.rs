@@ -92,6 +92,14 @@ pub fn assume_disconnect(state: &mut RelayState, written_ms: Option<u64>) {
     state.disconnected_ms = Some(written_ms.unwrap_or(0).max(connected));
 }
 
+/// Deletes a relay's state: discovery forgot the relay, and nothing would ever read or
+/// replace the entry again. Trouble is logged; the entry then stays, harmless.
+pub async fn forget(bus: &Bus, key: &str) {
+    if let Err(e) = bus.buckets.relay_state.delete(key).await {
+        tracing::warn!(relay = key, error = %e, "cannot delete the state of a forgotten relay");
+    }
+}
+
 /// Writes the newest state in the background; older unsaved states are skipped.
 pub struct StateWriter {
     tx: mpsc::UnboundedSender<RelayState>,
