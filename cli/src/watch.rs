@@ -73,6 +73,9 @@ pub fn describe(news: &RelayNews) -> String {
             s.open_batches,
             s.failed_batches
         ),
+        RelayBody::TargetsApplied { session, watermark } => {
+            format!("session={session} watermark={watermark}")
+        }
     };
     format!(
         "{} {:<40} {:<16} {}",

@@ -81,6 +81,11 @@ pub enum RelayBody {
     Health(HealthReport),
     /// batch-tracker: the relay's ConnectionStatus changed.
     Status(StatusReport),
+    /// connector: every target change discovery had written when its watermark reached
+    /// `watermark` is in the session's batches (opened, or nothing to open), so the layers
+    /// that the session's events up to that sequence unlock are open already. Sent once the
+    /// watermark covers the session's landed batches (ARCHITECTURE.md "Landing watermark").
+    TargetsApplied { session: String, watermark: u64 },
 }
 
 impl RelayBody {
@@ -101,6 +106,7 @@ impl RelayBody {
             Self::Dropped(_) => "dropped",
             Self::Health(_) => "health",
             Self::Status(_) => "status",
+            Self::TargetsApplied { .. } => "targets.applied",
         }
     }
 

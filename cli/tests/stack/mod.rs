@@ -221,9 +221,9 @@ impl Stack {
 
     /// Waits until every relay has had this status, unchanged, for [`STATUS_SETTLED`].
     ///
-    /// A relay may leave Connected again when a target change reaches its connector later
-    /// than batch-tracker's quiet period (ARCHITECTURE.md "Landing watermark"); on a loaded
-    /// machine that happens, so a status seen once is not yet the end state.
+    /// A relay may leave Connected again when another relay's events unlock new targets for
+    /// it (a root event it must fetch replies of), so a status seen once is not yet the end
+    /// state of a multi-relay sync.
     pub async fn wait_status(
         &self,
         relays: &[String],

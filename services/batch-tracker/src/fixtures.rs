@@ -86,6 +86,14 @@ pub fn confirmed(session: &str, batch: &str, last_seq: u64) -> RelayBody {
     }
 }
 
+/// The owner's word that the session's batches reflect every target change up to `watermark`.
+pub fn applied(session: &str, watermark: u64) -> RelayBody {
+    RelayBody::TargetsApplied {
+        session: session.into(),
+        watermark,
+    }
+}
+
 pub fn failed(session: &str, batch: &str, last_seq: u64) -> RelayBody {
     RelayBody::BatchFailed {
         batch: batch.into(),

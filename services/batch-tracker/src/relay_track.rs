@@ -20,6 +20,9 @@ pub struct RelayTrack {
     /// Highest `last_seq` of the session's ended (confirmed or failed) batches: discovery's
     /// watermark must reach it before the relay may complete.
     landed_seq: u64,
+    /// Highest watermark up to which the owner says the session's batches reflect every
+    /// target change (`targets.applied`); it too must reach `landed_seq`.
+    applied_seq: u64,
     failed: u32,
     /// The session's L1 batch ended. Until it has, an empty `open` only means the batches
     /// have not been opened yet.
@@ -39,6 +42,7 @@ impl RelayTrack {
             session: None,
             open: BTreeMap::new(),
             landed_seq: 0,
+            applied_seq: 0,
             failed: 0,
             l1_done: false,
             owner: None,
@@ -61,6 +65,7 @@ impl RelayTrack {
             session: if live { report.session.clone() } else { None },
             open: BTreeMap::new(),
             landed_seq: 0,
+            applied_seq: 0,
             failed: if live { report.failed_batches } else { 0 },
             l1_done: live,
             owner: report.owner.clone(),
@@ -160,6 +165,11 @@ impl RelayTrack {
                     self.batch_ended(batch, *last_seq);
                 }
             }
+            RelayBody::TargetsApplied { session, watermark } => {
+                if self.is_current(session) {
+                    self.applied_seq = self.applied_seq.max(*watermark);
+                }
+            }
             RelayBody::Health(h) => self.health = Some(h.clone()),
             // Forgotten is the machine's (it removes the relay); the rest say nothing about
             // the status, and `.status` is our own output.
@@ -186,13 +196,14 @@ impl RelayTrack {
     }
 
     /// Runs the completion rule: Syncing → Connected (or ConnectedDegraded) once no batch is
-    /// open, the L1 batch ended and discovery's watermark covers every landed batch, and that
-    /// has held for `quiet_ms`.
+    /// open, the L1 batch ended, discovery's watermark covers every landed batch and the owner
+    /// said its batches reflect the targets up to there, and that has held for `quiet_ms`.
     pub fn settle(&mut self, watermark: u64, quiet_ms: u64, now_ms: u64) {
         let complete = self.status == ConnectionStatus::Syncing
             && self.open.is_empty()
             && self.l1_done
-            && watermark >= self.landed_seq;
+            && watermark >= self.landed_seq
+            && self.applied_seq >= self.landed_seq;
         if !complete {
             self.quiet_since = None;
             return;
@@ -230,6 +241,7 @@ impl RelayTrack {
         self.session = None;
         self.open.clear();
         self.landed_seq = 0;
+        self.applied_seq = 0;
         self.failed = 0;
         self.l1_done = false;
         self.quiet_since = None;

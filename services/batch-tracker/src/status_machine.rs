@@ -195,6 +195,7 @@ mod tests {
             connected("s1"),
             opened("s1", "l1", L1),
             confirmed("s1", "l1", last_seq),
+            applied("s1", last_seq),
         ] {
             send(m, relay, 0, body);
         }

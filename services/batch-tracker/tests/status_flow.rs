@@ -24,6 +24,9 @@ async fn relay_turns_connected_only_after_the_watermark_passes_its_batches_and_q
     h.send(&a, opened("s1", "l1", Layer::L1)).await;
     h.wait_for(&a, S::Syncing, |r| r.open_batches == 1).await;
     h.send(&a, confirmed("s1", "l1", 10)).await;
+    // The connector's word that the batches reflect the targets up to 10; only the
+    // watermark is missing now.
+    h.send(&a, applied("s1", 10)).await;
     h.wait_for(&a, S::Syncing, |r| r.open_batches == 0).await;
 
     // A second relay with nothing waiting on the watermark, sent afterwards: once it is

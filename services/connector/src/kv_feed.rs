@@ -22,6 +22,9 @@ pub enum Feed {
 
 pub struct KvFeed {
     bucket: String,
+    /// The stream's last sequence when the feed opened: `Current` covers every revision up
+    /// to it, even one whose message was gone before the watch reached it.
+    opened_rev: u64,
     watch: Watch,
     current: bool,
     announce: bool,
@@ -40,11 +43,16 @@ impl KvFeed {
         let empty = info.state.messages == 0;
         Ok(KvFeed {
             bucket: bucket.clone(),
+            opened_rev: info.state.last_sequence,
             watch,
             current: empty,
             announce: empty,
             deadline: Instant::now() + CURRENT_AT_MOST,
         })
+    }
+
+    pub fn opened_rev(&self) -> u64 {
+        self.opened_rev
     }
 
     /// The next entry or the `Current` mark; `Err` when the watch ended.

@@ -29,6 +29,7 @@
 //!
 //! - [`error`]: why the service stops
 
+pub mod applied_watermark;
 pub mod checks;
 pub mod config;
 pub mod error;

@@ -106,6 +106,8 @@ pub async fn run(
 
     let mut targets = ctx.targets.subscribe(&owned.url);
     let mut targets_open = true;
+    let mut applied = ctx.targets.applied();
+    let mut applied_open = true;
     let mut targets_due: Option<Instant> = None;
     let mut publishes = Publishes::new();
     let mut index_requests = IndexRequests::new();
@@ -115,6 +117,13 @@ pub async fn run(
     syncer.on_targets(targets.borrow_and_update().clone(), started);
 
     let end = loop {
+        // Read before looking at the slice: the watcher hands out the slices a watermark
+        // depends on before the watermark, so a slice with nothing new pending means the
+        // session has every change up to what was read.
+        let watermark = *applied.borrow();
+        if targets_due.is_none() && !targets.has_changed().unwrap_or(false) {
+            syncer.on_applied(watermark);
+        }
         if let Err(end) = carry_out(
             &mut syncer,
             &mut writer,
@@ -146,6 +155,9 @@ pub async fn run(
                 Ok(published) => syncer.on_ack(batch.as_deref(), published.seq, now_ms()),
                 Err(e) => break SessionEnd { reason: format!("events stream unavailable: {e}"), relay_fault: false },
             },
+            changed = applied.changed(), if applied_open => {
+                applied_open = changed.is_ok();
+            }
             changed = targets.changed(), if targets_open => match changed {
                 Ok(()) => {
                     targets_due.get_or_insert(Instant::now() + TARGETS_SETTLE);

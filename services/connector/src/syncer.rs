@@ -86,6 +86,10 @@ pub struct Syncer {
     actions: Vec<Action>,
     /// Negentropy batches' state (`reconcile.rs`).
     recon: reconcile::Reconciler,
+    /// Highest events-stream sequence of the session's ended batches.
+    landed_seq: u64,
+    /// Highest watermark reported in `targets.applied`.
+    applied_reported: u64,
 }
 
 impl Syncer {
@@ -118,6 +122,8 @@ impl Syncer {
             targets: None,
             carried_opened: false,
             dropped: DroppedEvents::default(),
+            landed_seq: 0,
+            applied_reported: 0,
             last_dropped_report_ms: 0,
             actions: Vec::new(),
             recon: Default::default(),
@@ -209,6 +215,8 @@ impl Syncer {
         }
         tracing::info!(old = %self.session, new = %session, dropped_batches = batches.len(), "daily reconciliation");
         self.session = session;
+        self.landed_seq = 0;
+        self.applied_reported = 0;
         self.method = method;
         self.reset_verdict();
         self.since = None;
@@ -220,6 +228,20 @@ impl Syncer {
 
     pub fn session(&self) -> &str {
         &self.session
+    }
+
+    /// Discovery's watermark as this worker applied it, every target change up to it already
+    /// handed to this session (the caller makes sure). Said once it covers the session's
+    /// landed batches: batch-tracker completes the relay only then, so the batches those
+    /// events unlock are open before the relay turns Connected.
+    pub fn on_applied(&mut self, watermark: u64) {
+        if self.landed_seq > self.applied_reported && watermark >= self.landed_seq {
+            self.applied_reported = watermark;
+            self.news(RelayBody::TargetsApplied {
+                session: self.session.clone(),
+                watermark,
+            });
+        }
     }
 
     pub fn drain(&mut self) -> Vec<Action> {
@@ -435,6 +457,7 @@ impl Syncer {
         self.flush_dropped(now_ms);
         let (batch, session) = (b.id.clone(), self.session.clone());
         let (events_seen, last_seq) = (b.events_seen(), b.last_seq());
+        self.landed_seq = self.landed_seq.max(last_seq);
         match end {
             BatchEnd::Confirmed => {
                 tracing::info!(batch = %batch, events_seen, last_seq, "batch confirmed");

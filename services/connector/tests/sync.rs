@@ -445,3 +445,72 @@ async fn rate_limited_reqs_are_asked_again_after_the_cooldown() -> anyhow::Resul
     .await?;
     connector.stop().await
 }
+
+/// Discovery's part played by hand: the root events the L2 batch brought are written to KV,
+/// then the watermark. The connector says `targets.applied` only once the L3 batch for those
+/// roots is open, so batch-tracker cannot call the relay Connected before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_applied_follows_the_batches_the_watermark_unlocks() -> anyhow::Result<()> {
+    let mut world = World::start().await?;
+    let relay = TestRelay::remote().await?;
+    let repo = SmallRepo::new(2, 2);
+    relay.publish(&repo.all()).await?;
+    let url = world.want_relay(&relay.url()).await?;
+    world.want_repo(&repo.coord, &[&url]).await?;
+    let connector = Connector::start(&world.nats, config(&world.nats, WORKER)).await?;
+
+    let landed = world
+        .wait_news(&url, "L1 and L2 confirmed", |n| {
+            let seqs: Vec<u64> = n
+                .iter()
+                .filter_map(|b| match b {
+                    RelayBody::BatchConfirmed { last_seq, .. } => Some(*last_seq),
+                    _ => None,
+                })
+                .collect();
+            (seqs.len() >= 2).then(|| seqs.into_iter().max().unwrap_or(0))
+        })
+        .await?;
+    assert!(landed > 0);
+    let said = |n: &[RelayBody]| {
+        n.iter()
+            .any(|b| matches!(b, RelayBody::TargetsApplied { .. }))
+    };
+    // Without discovery's watermark the connector cannot vouch for anything.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!said(&world.news(&url).await?), "no watermark yet");
+
+    for issue in &repo.issues {
+        world.want_root(&repo.coord, issue).await?;
+    }
+    let watermark = ngit_sync_shared::messages::Watermark {
+        seq: landed,
+        at_ms: ngit_sync_shared::messages::now_ms(),
+    };
+    world
+        .bus
+        .put(&world.bus.buckets.watermarks, "discovery", &watermark)
+        .await?;
+
+    let news = world
+        .wait_news(&url, "targets.applied", |n| said(n).then(|| n.to_vec()))
+        .await?;
+    let applied_at = news
+        .iter()
+        .position(
+            |b| matches!(b, RelayBody::TargetsApplied { watermark, .. } if *watermark == landed),
+        )
+        .expect("the watermark as written");
+    let l3_opened = news
+        .iter()
+        .position(|b| matches!(b, RelayBody::BatchOpened(o) if o.layer == Layer::L3))
+        .expect("an L3 batch for the roots");
+    assert!(
+        l3_opened < applied_at,
+        "the L3 batch opened before the connector vouched for the watermark"
+    );
+    world
+        .wait_synced(&repo.all(), "comments through L3 as well")
+        .await?;
+    connector.stop().await
+}

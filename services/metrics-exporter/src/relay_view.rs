@@ -146,6 +146,7 @@ impl RelayView {
             | RelayBody::Forgotten
             | RelayBody::Claimed { .. }
             | RelayBody::BatchPage { .. }
+            | RelayBody::TargetsApplied { .. }
             | RelayBody::Status(_) => None,
         }
     }

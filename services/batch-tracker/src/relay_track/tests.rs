@@ -103,11 +103,35 @@ fn relay_turns_connected_once_the_watermark_covers_its_batches_and_quiet_passes(
     let mut r = Relay::new();
     r.watermark(5, 0).synced(0, 10).tick(60_000);
     assert_eq!(r.status(), S::Syncing, "watermark 5 is below last_seq 10");
-    r.watermark(10, 70_000).tick(70_999);
+    r.watermark(10, 70_000).tick(75_000);
+    assert_eq!(
+        r.status(),
+        S::Syncing,
+        "the owner has not said its batches reflect the targets up to 10"
+    );
+    r.send(75_000, applied("s1", 10)).tick(75_999);
     assert_eq!(r.status(), S::Syncing, "quiet period not over");
-    r.tick(71_000);
+    r.tick(76_000);
     let report = r.track.report();
-    assert_eq!((report.status, report.since_ms), (S::Connected, 71_000));
+    assert_eq!((report.status, report.since_ms), (S::Connected, 76_000));
+}
+
+#[test]
+fn the_owners_word_counts_only_for_its_session_and_only_up_to_its_watermark() {
+    let mut r = Relay::new();
+    r.watermark(20, 0).synced(0, 10);
+    r.send(1, applied("s0", 10)).tick(10_000);
+    assert_eq!(r.status(), S::Syncing, "another session's word");
+    r.send(10_000, applied("s1", 9)).tick(20_000);
+    assert_eq!(r.status(), S::Syncing, "9 is below last_seq 10");
+    r.send(20_000, applied("s1", 12)).tick(21_000);
+    assert_eq!(r.status(), S::Connected);
+    // A new session forgets what the old one was told.
+    r.send(30_000, connected("s2"))
+        .send(30_000, opened("s2", "l1", L1))
+        .send(30_001, confirmed("s2", "l1", 15))
+        .tick(40_000);
+    assert_eq!(r.status(), S::Syncing);
 }
 
 #[test]
@@ -145,7 +169,9 @@ fn a_failed_batch_makes_the_relay_connected_degraded() {
         S::Syncing,
         "the failed batch's events have not landed"
     );
-    r.watermark(4, 5_000).tick(6_000);
+    r.watermark(4, 5_000)
+        .send(5_000, applied("s1", 4))
+        .tick(6_000);
     assert_eq!(r.status(), S::ConnectedDegraded);
 }
 

@@ -272,6 +272,14 @@ pub fn opened(session: &str, batch: &str, layer: Layer) -> RelayBody {
     })
 }
 
+/// The connector's word that the session's batches reflect the targets up to `watermark`.
+pub fn applied(session: &str, watermark: u64) -> RelayBody {
+    RelayBody::TargetsApplied {
+        session: session.into(),
+        watermark,
+    }
+}
+
 pub fn confirmed(session: &str, batch: &str, last_seq: u64) -> RelayBody {
     RelayBody::BatchConfirmed {
         batch: batch.into(),

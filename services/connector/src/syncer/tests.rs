@@ -552,3 +552,37 @@ fn a_rate_limited_ok_pauses_reqs() {
     );
     assert!(s.drain().contains(&Action::RateLimited(65_000)));
 }
+
+#[test]
+fn targets_applied_is_said_once_the_watermark_covers_the_landed_batches() {
+    let keys = Keys::generate();
+    let mut s = fresh();
+    s.start(0);
+    let a = s.drain();
+    s.on_applied(100);
+    assert!(
+        news(&s.drain()).is_empty(),
+        "nothing landed: nothing to say"
+    );
+
+    // L1 history: one event, acked at events-stream sequence 7.
+    let (h, _) = historic(&a)[0].clone();
+    s.on_text(&frame(&h, &announcement(&keys, "repo", 100)), 1);
+    let batch = publishes(&s.drain())[0].batch.clone().unwrap();
+    s.on_text(&eose(&h), 2);
+    s.on_ack(Some(&batch), 7, 3);
+    s.drain();
+
+    s.on_applied(6);
+    assert!(news(&s.drain()).is_empty(), "6 is below the landed 7");
+    s.on_applied(9);
+    assert_eq!(
+        news(&s.drain()),
+        [RelayBody::TargetsApplied {
+            session: "w-1".into(),
+            watermark: 9
+        }]
+    );
+    s.on_applied(12);
+    assert!(news(&s.drain()).is_empty(), "said once until more lands");
+}
