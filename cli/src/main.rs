@@ -43,10 +43,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Ask a service over the NATS service API whether it runs (exit 0 if it answers within 2 s).
+    /// Ask a service over the NATS service API whether it runs (exit 0 if it answers within 2 s);
+    /// prints every instance that answers.
     Ping {
         /// discovery, connector, sink, batch-tracker or metrics-exporter
         service: String,
+        /// Succeed only if an instance on this host (HOSTNAME, else the kernel's hostname)
+        /// answers: the health check of one replica among several.
+        #[arg(long)]
+        here: bool,
     },
     /// Run one service (discovery, connector, sink, batch-tracker, metrics-exporter) in this process.
     Run { service: String },
@@ -100,10 +105,21 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Ping { service } => {
-            let config = CommonConfig::from_lookup(&ngit_sync_shared::config::env()).unwrap_or_else(|e| process::exit_on_config_error(e));
+        Command::Ping { service, here } => {
+            let env = ngit_sync_shared::config::env();
+            let config = CommonConfig::from_lookup(&env).unwrap_or_else(|e| process::exit_on_config_error(e));
+            let host = match here {
+                false => None,
+                true => match ngit_sync_shared::host::hostname(&env) {
+                    Some(h) => Some(h),
+                    None => {
+                        eprintln!("ngit-sync ping --here: this host's name is unknown (set HOSTNAME)");
+                        return ExitCode::from(process::EXIT_FAILURE as u8);
+                    }
+                },
+            };
             let Some(client) = connect(&config).await else { return ExitCode::from(process::EXIT_FAILURE as u8) };
-            report(ngit_sync::ping::ping(&client, &config.names, &service).await)
+            report(ngit_sync::ping::ping(&client, &config.names, &service, host.as_deref()).await)
         }
         Command::Relay { addr, data_dir } => match ngit_sync::home_relay::HomeRelay::start_on(addr, &data_dir).await {
             Ok(relay) => {

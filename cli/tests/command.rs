@@ -90,3 +90,58 @@ fn run_of_an_unknown_service_or_with_bad_settings_exits_2() {
     assert_eq!(out.status.code(), Some(2), "the sink needs a home relay");
     assert!(String::from_utf8_lossy(&out.stderr).contains("NGIT_SYNC_HOME_RELAY"));
 }
+
+/// `ngit-sync ping` with a real nats-server and two connector processes on two "hosts" (as
+/// two containers of `--scale connector=2` are): both are listed, and `--here` finds only the
+/// caller's own, so one broken replica is not covered by a healthy one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_lists_every_replica_and_here_finds_only_this_hosts_own() -> anyhow::Result<()> {
+    let nats = ngit_sync_test_support::NatsServer::start().await?;
+    let mut workers = Vec::new();
+    for host in ["alpha", "beta"] {
+        workers.push(
+            tokio::process::Command::new(BIN)
+                .args(["run", "connector"])
+                .env("NATS_URL", nats.url())
+                .env("HOSTNAME", host)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
+    let ping = |host: &str, here: bool| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["ping", "connector"])
+            .env("NATS_URL", nats.url())
+            .env("HOSTNAME", host);
+        if here {
+            cmd.arg("--here");
+        }
+        cmd.output().expect("runs")
+    };
+    eventually(Duration::from_secs(20), "both replicas answer", || async {
+        let out = ping("alpha", false);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        out.status.success() && stdout.contains("host=alpha") && stdout.contains("host=beta")
+    })
+    .await?;
+    assert!(ping("beta", true).status.success());
+    let elsewhere = ping("gamma", true);
+    assert!(!elsewhere.status.success(), "no connector runs on gamma");
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(
+        stderr.contains("gamma") && stderr.contains("2 elsewhere"),
+        "{stderr}"
+    );
+
+    // A replica that dies takes its host's health with it.
+    workers[1].kill().await?;
+    eventually(Duration::from_secs(10), "beta's check fails", || async {
+        !ping("beta", true).status.success()
+    })
+    .await?;
+    assert!(ping("alpha", true).status.success());
+    Ok(())
+}

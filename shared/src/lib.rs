@@ -23,6 +23,7 @@ pub mod config;
 pub mod constants;
 pub mod filters;
 pub mod headers;
+pub mod host;
 pub mod messages;
 pub mod nip34;
 pub mod pagination;

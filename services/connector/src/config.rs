@@ -80,7 +80,7 @@ impl Config {
     pub fn new(common: CommonConfig) -> Config {
         Config {
             common,
-            worker_id: default_worker_id(None),
+            worker_id: default_worker_id(ngit_sync_shared::host::hostname(&shared_config::env())),
             allow_private: false,
             connect_timeout: constants::CONNECT_TIMEOUT,
             eose_timeout: constants::BATCH_EOSE_TIMEOUT,
@@ -118,7 +118,7 @@ impl Config {
         let d = Config::new(common.clone());
         let worker_id = match value(lookup, "NGIT_SYNC_WORKER_ID") {
             Some(id) => id,
-            None => default_worker_id(value(lookup, "HOSTNAME")),
+            None => default_worker_id(ngit_sync_shared::host::hostname(lookup)),
         };
         let config = Config {
             common,
@@ -275,11 +275,7 @@ fn is_valid_kv_key(s: &str) -> bool {
 /// `<hostname>-<pid>-<4 random hex>`: readable, and unique even for two processes in
 /// containers that share a hostname and a pid.
 fn default_worker_id(hostname: Option<String>) -> String {
-    let host = hostname
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "connector".to_string());
+    let host = hostname.unwrap_or_else(|| "connector".to_string());
     let host: String = host
         .chars()
         .take(64)
