@@ -12,24 +12,10 @@ use ngit_sync_shared::RelayUrl;
 use ngit_sync_test_support::{
     eventually, Corpus, CorpusSpec, NegBehaviour, RawRelay, RawRelayOptions, Repo, TestRelay,
 };
-use nostr::{Event, EventBuilder, EventId, Filter, Keys, Kind, Tag, Timestamp};
-use stack::{Service, Stack};
+use nostr::{Event, EventBuilder, EventId, Filter, Keys, Kind, Tag};
+use stack::{announce, ids, Service, Stack};
 
 const SYNC_WITHIN: Duration = Duration::from_secs(120);
-
-/// A new announcement of `repo` listing `relays`, newer than the corpus' own.
-fn announce(repo: &Repo, relays: &[String]) -> Event {
-    repo.announcement_listing(relays, Timestamp::now())
-}
-
-/// The corpus' related events with our announcements in place of its own.
-fn expected(corpus: &Corpus, ours: &[Event]) -> HashSet<EventId> {
-    corpus.expected_home(ours)
-}
-
-fn ids(events: &[Event]) -> HashSet<EventId> {
-    events.iter().map(|e| e.id).collect()
-}
 
 /// What a source serves: the corpus with our announcements in place of its own (an older
 /// announcement is one the home relay refuses only after retries; the rejection test has its
@@ -151,7 +137,7 @@ async fn negentropy_syncs_a_fresh_start_and_an_idle_resync_costs_under_two_perce
         relay.publish(&corpus.all_related()).await?;
         relay.publish(&ours).await?;
     }
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
     assert!(want.len() >= 5_000);
 
     // 1. First fresh start: everything arrives, by negentropy.
@@ -289,7 +275,7 @@ async fn relays_refusing_negentropy_five_ways_are_synced_by_req_within_15_s() ->
     for relay in &relays {
         relay.add_events(json.clone());
     }
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
 
     let stack = Stack::start(&ours).await?;
     stack.wait_home_has(&want, SYNC_WITHIN).await?;
@@ -363,7 +349,7 @@ async fn a_mixed_pool_syncs_the_union_and_every_relay_turns_connected() -> anyho
     for (relay, share) in raw.iter().zip(&shares[3..]) {
         relay.add_events(share.iter().map(nostr::JsonUtil::as_json));
     }
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
 
     let stack = Stack::start(&ours).await?;
     stack.wait_home_has(&want, SYNC_WITHIN).await?;
@@ -391,7 +377,7 @@ async fn a_relay_that_advertises_ids_it_never_serves_ends_degraded_and_others_ar
     let events = served(&corpus, &ours);
     honest.publish(&events).await?;
     liar.add_events(events.iter().map(nostr::JsonUtil::as_json));
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
 
     let stack = Stack::start(&ours).await?;
     stack.wait_home_has(&want, SYNC_WITHIN).await?;
@@ -449,7 +435,7 @@ async fn events_the_home_relay_rejected_are_not_fetched_again_on_the_next_reconc
     // (nostr-relay-builder answers `error:` for a replaced event until the sink calls it final).
     source.publish(&corpus.all_related()).await?;
     let old = corpus.announcements()[0].clone();
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
 
     let mut stack = Stack::start(&ours).await?;
     stack.wait_home_has(&want, SYNC_WITHIN).await?;

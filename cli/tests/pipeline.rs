@@ -9,26 +9,12 @@ use std::time::Duration;
 use ngit_sync_shared::messages::RelayBody;
 use ngit_sync_shared::status::ConnectionStatus;
 use ngit_sync_test_support::{
-    eventually, Corpus, CorpusSpec, RawRelay, RawRelayOptions, Repo, TestRelay,
+    eventually, Corpus, CorpusSpec, RawRelay, RawRelayOptions, TestRelay,
 };
-use nostr::{Event, EventBuilder, EventId, Keys, Kind, Tag, Timestamp};
-use stack::{statuses_of, Service, Stack};
+use nostr::{Event, EventBuilder, EventId, Keys, Kind, Tag};
+use stack::{announce, ids, statuses_of, Service, Stack};
 
 const SYNC_WITHIN: Duration = Duration::from_secs(120);
-
-/// A new announcement of `repo` listing `relays`, newer than the corpus' own.
-fn announce(repo: &Repo, relays: &[String]) -> Event {
-    repo.announcement_listing(relays, Timestamp::now())
-}
-
-/// What the home relay must hold: the related events, ours in place of the corpus' announcements.
-fn expected(corpus: &Corpus, ours: &[Event]) -> HashSet<EventId> {
-    corpus.expected_home(ours)
-}
-
-fn ids(events: &[Event]) -> HashSet<EventId> {
-    events.iter().map(|e| e.id).collect()
-}
 
 async fn sources(n: usize) -> anyhow::Result<Vec<TestRelay>> {
     let mut v = Vec::new();
@@ -69,7 +55,7 @@ async fn home_relay_gets_exactly_the_related_events_of_three_relays_and_metrics_
             .await?;
     }
     let ours = vec![announce(&corpus.repos()[0], &urls)];
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
 
     let stack = Stack::start(&ours).await?;
     stack.wait_home_has(&want, SYNC_WITHIN).await?;
@@ -241,7 +227,7 @@ async fn more_events_than_one_page_are_all_synced_through_pagination() -> anyhow
     );
     relay.publish(&corpus.all_related()).await?;
     let ours = vec![announce(&corpus.repos()[0], &[relay.url()])];
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
     let shared_second = corpus.all_related().iter().fold(
         std::collections::HashMap::<u64, usize>::new(),
         |mut m, e| {
@@ -306,7 +292,7 @@ async fn forged_and_unrequested_events_never_reach_the_home_relay_and_are_counte
     )
     .await?;
     let ours = vec![announce(&corpus.repos()[0], &[relay.url()])];
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
 
     let stack = Stack::start(&ours).await?;
     stack.wait_home_has(&want, SYNC_WITHIN).await?;
@@ -361,7 +347,7 @@ async fn home_relay_down_for_twenty_seconds_mid_sync_loses_nothing() -> anyhow::
         relay.publish(&share).await?;
     }
     let ours: Vec<Event> = corpus.repos().iter().map(|r| announce(r, &urls)).collect();
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
     let mut stack = Stack::start(&ours).await?;
 
     eventually(SYNC_WITHIN, "the sync is under way", || async {
@@ -415,7 +401,7 @@ async fn batch_tracker_killed_mid_sync_and_restarted_ends_with_the_right_statuse
         relay.publish(&share).await?;
     }
     let ours: Vec<Event> = corpus.repos().iter().map(|r| announce(r, &urls)).collect();
-    let want = expected(&corpus, &ours);
+    let want = corpus.expected_home(&ours);
     let mut stack = Stack::start(&ours).await?;
 
     eventually(SYNC_WITHIN, "some relay is syncing", || async {

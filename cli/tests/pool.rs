@@ -514,14 +514,14 @@ async fn idle_sessions_cost_little_memory_and_cpu() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let worker = Worker::spawn("worker-1", &stack.settings, dir.path())?;
     // Baseline: the worker with one relay (the second repo's own).
-    let one = vec![workers::announce(&corpus.repos()[1], &urls[..1])];
+    let one = vec![stack::announce(&corpus.repos()[1], &urls[..1])];
     stack.home.publish(&one).await?;
     stack
         .wait_status(&urls[..1], ConnectionStatus::Connected, SYNC_WITHIN)
         .await?;
     let base = worker.rss_kib().unwrap_or(0);
 
-    let all = vec![workers::announce(&corpus.repos()[0], &urls)];
+    let all = vec![stack::announce(&corpus.repos()[0], &urls)];
     stack.home.publish(&all).await?;
     stack
         .wait_status(&urls, ConnectionStatus::Connected, Duration::from_secs(120))

@@ -36,6 +36,15 @@ pub const ALL: [Service; 5] = [
     Service::Connector,
 ];
 
+/// A new announcement of `repo` listing `relays`, newer than the corpus' own.
+pub fn announce(repo: &ngit_sync_test_support::Repo, relays: &[String]) -> nostr::Event {
+    repo.announcement_listing(relays, nostr::Timestamp::now())
+}
+
+pub fn ids(events: &[nostr::Event]) -> HashSet<EventId> {
+    events.iter().map(|e| e.id).collect()
+}
+
 /// How long a status must hold before [`Stack::wait_status`] takes it as reached.
 pub const STATUS_SETTLED: Duration = Duration::from_secs(1);
 

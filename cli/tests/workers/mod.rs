@@ -14,9 +14,11 @@ use anyhow::Context;
 use ngit_sync_shared::messages::{RelayBody, RelayNews};
 use ngit_sync_shared::status::SyncPlan;
 use ngit_sync_test_support::corpus::spread_events;
-use ngit_sync_test_support::{Corpus, CorpusSpec, Repo, TestRelay};
-use nostr::{Event, EventId, Timestamp};
+use ngit_sync_test_support::{Corpus, CorpusSpec, TestRelay};
+use nostr::{Event, EventId};
 use tokio_util::sync::CancellationToken;
+
+use crate::stack::{announce, ids};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ngit-sync");
 
@@ -204,10 +206,6 @@ impl Drop for ConnectionPeaks {
     }
 }
 
-pub fn ids(events: &[Event]) -> HashSet<EventId> {
-    events.iter().map(|e| e.id).collect()
-}
-
 /// Claims made while another worker still held the relay. Each relay's `claimed`/`released`
 /// are walked in the order they happened (their stamps; stream order where equal): an owner cut
 /// off from NATS stops syncing at once but can publish its `released` only once NATS is back,
@@ -275,9 +273,4 @@ pub fn reconnected_at(news: &[RelayNews], victim: &str, since_ms: u64) -> HashMa
         }
     }
     out
-}
-
-/// A new announcement of `repo` listing `relays`, newer than the corpus' own.
-pub fn announce(repo: &Repo, relays: &[String]) -> Event {
-    repo.announcement_listing(relays, Timestamp::now())
 }
